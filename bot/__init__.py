@@ -1,0 +1,1 @@
+"""Binance USD-M futures trading bot whose every decision is audited."""
