@@ -1,0 +1,246 @@
+"""Reading the trail: whole-directory iteration and incremental following.
+
+Shared by the command line (`tail`, `summary`) and the dashboard. Readers never
+fail on bad data: a malformed line is counted with a reason and skipped; a
+partial last line (a writer mid-append) is left for the next poll.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bot.audit import chain
+from bot.audit.events import EVENT_TYPE_VALUES
+
+Record = dict[str, Any]
+
+MAX_LINE_BYTES = 1 << 20
+_TIMESTAMP_RE = re.compile(r"^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_OBJECT_FIELDS = ("order_data", "response", "error", "additional_data")
+_TEXT_FIELDS = ("symbol", "trace_id", "run_id")
+_MIN_YEAR = 2000
+
+
+def validate(value: Any, max_year: int | None = None) -> str | None:
+    """Why ``value`` is not a usable audit record, or None if it is."""
+    if not isinstance(value, dict):
+        return "not_an_object"
+    stamp = value.get("timestamp")
+    if not isinstance(stamp, str):
+        return "missing_field:timestamp" if stamp is None else "wrong_type:timestamp"
+    match = _TIMESTAMP_RE.match(stamp)
+    limit = max_year if max_year is not None else time.gmtime().tm_year + 1
+    if match is None or not _MIN_YEAR <= int(match.group(1)) <= limit:
+        return "bad_timestamp"
+    kind = value.get("event_type")
+    if not isinstance(kind, str):
+        return "missing_field:event_type" if kind is None else "wrong_type:event_type"
+    if kind not in EVENT_TYPE_VALUES:
+        return "unknown_event_type"
+    if not isinstance(value.get("operation"), str):
+        return "missing_field:operation" if "operation" not in value else "wrong_type:operation"
+    for name in _TEXT_FIELDS:
+        item = value.get(name)
+        if item is not None and not isinstance(item, str):
+            return f"wrong_type:{name}"
+    for name in _OBJECT_FIELDS:
+        item = value.get(name)
+        if item is not None and not isinstance(item, dict):
+            return f"wrong_type:{name}"
+    return None
+
+
+def parse_line(line: bytes, max_year: int | None = None) -> Record | str:
+    """A validated record, or the reason the line is malformed."""
+    if len(line) > MAX_LINE_BYTES:
+        return "line_too_long"
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not_utf8"
+        return "invalid_json"
+    reason = validate(value, max_year)
+    return reason if reason is not None else value
+
+
+@dataclass
+class Malformed:
+    file: str
+    line: int
+    reason: str
+    preview: str
+
+
+@dataclass
+class ReadStats:
+    """What a reader has seen; malformed lines are counted, never fatal."""
+
+    records: int = 0
+    malformed: int = 0
+    malformed_by_reason: Counter[str] = field(default_factory=Counter)
+    recent_malformed: deque[Malformed] = field(default_factory=lambda: deque(maxlen=50))
+    truncations: int = 0
+    replacements: int = 0
+
+    def note_malformed(self, file: str, line_no: int, reason: str, line: bytes) -> None:
+        self.malformed += 1
+        self.malformed_by_reason[reason] += 1
+        preview = line[:160].decode("utf-8", errors="replace")
+        self.recent_malformed.append(Malformed(file, line_no, reason, preview))
+
+
+def open_trail_file(path: Path) -> Any:
+    """Binary file object for a day file, decompressing ``.jsonl.gz`` transparently."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without newline) of every complete line; a torn tail is skipped."""
+    with open_trail_file(path) as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):
+        yield number, line
+
+
+def iter_records(
+    directory: str | os.PathLike[str], stats: ReadStats | None = None
+) -> Iterator[Record]:
+    """Every valid record of a trail directory, in chain order (files by day)."""
+    stats = stats if stats is not None else ReadStats()
+    max_year = time.gmtime().tm_year + 1
+    for path in chain.trail_files(Path(directory)):
+        for number, line in iter_lines(path):
+            parsed = parse_line(line, max_year)
+            if isinstance(parsed, str):
+                stats.note_malformed(path.name, number, parsed, line)
+            else:
+                stats.records += 1
+                yield parsed
+
+
+@dataclass
+class _Cursor:
+    """Where we are in one day's file; keyed by day so `.jsonl` → `.jsonl.gz` is seamless."""
+
+    path: Path
+    inode: int
+    offset: int = 0  # uncompressed bytes consumed, partial line included
+    line_no: int = 0
+    partial: bytes = b""
+    skipping: bool = False  # inside an over-long line: discard up to the next newline
+    gz_mtime: float = 0.0
+
+
+class TrailFollower:
+    """Incremental reader of an audit directory: each `poll` returns only new records.
+
+    Follows day rollover, truncation (file shorter than what was read: read it
+    again from the start) and replacement (new inode: likewise). A compressed
+    day file continues where its plain predecessor stopped.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        chunk_bytes: int = 64 << 20,
+    ) -> None:
+        self.directory = Path(directory)
+        self.stats = ReadStats()
+        self._max_line = max_line_bytes
+        self._chunk = chunk_bytes
+        self._cursors: dict[str, _Cursor] = {}
+
+    def poll(self) -> list[Record]:
+        """New complete, valid records since the last call, in file order."""
+        out: list[Record] = []
+        max_year = time.gmtime().tm_year + 1
+        for path in chain.trail_files(self.directory):
+            day = chain.day_of_file(path)
+            assert day is not None
+            try:
+                self._read_new(day, path, out, max_year)
+            except FileNotFoundError:
+                continue  # rotated or compressed between listing and open
+        return out
+
+    def _read_new(self, day: str, path: Path, out: list[Record], max_year: int) -> None:
+        st = path.stat()
+        cursor = self._cursors.get(day)
+        gz = path.name.endswith(".gz")
+        if cursor is None:
+            cursor = self._cursors[day] = _Cursor(path, st.st_ino)
+        elif cursor.path != path:
+            if not (gz and not cursor.path.name.endswith(".gz")):
+                self.stats.replacements += 1
+                self._reset(cursor)
+            cursor.path, cursor.inode = path, st.st_ino
+        elif cursor.inode != st.st_ino:
+            self.stats.replacements += 1
+            self._reset(cursor)
+            cursor.inode = st.st_ino
+        elif not gz and st.st_size < cursor.offset:
+            self.stats.truncations += 1
+            self._reset(cursor)
+        if gz:
+            if cursor.offset and st.st_mtime <= cursor.gz_mtime:
+                return
+            with gzip.open(path, "rb") as fh:
+                fh.seek(cursor.offset)
+                data = fh.read()
+            cursor.gz_mtime = st.st_mtime
+        else:
+            if st.st_size == cursor.offset:
+                return
+            with open(path, "rb") as fh:
+                fh.seek(cursor.offset)
+                data = fh.read(self._chunk)
+        cursor.offset += len(data)
+        self._consume(cursor, data, out, max_year)
+
+    @staticmethod
+    def _reset(cursor: _Cursor) -> None:
+        cursor.offset = 0
+        cursor.line_no = 0
+        cursor.partial = b""
+        cursor.skipping = False
+
+    def _consume(self, cursor: _Cursor, data: bytes, out: list[Record], max_year: int) -> None:
+        if cursor.partial:
+            data = cursor.partial + data
+        lines = data.split(b"\n")
+        cursor.partial = lines.pop()
+        name = cursor.path.name
+        for line in lines:
+            cursor.line_no += 1
+            if cursor.skipping:
+                cursor.skipping = False
+                continue
+            if not line:
+                self.stats.note_malformed(name, cursor.line_no, "empty_line", line)
+                continue
+            parsed = parse_line(line, max_year) if len(line) <= self._max_line else "line_too_long"
+            if isinstance(parsed, str):
+                self.stats.note_malformed(name, cursor.line_no, parsed, line)
+            else:
+                self.stats.records += 1
+                out.append(parsed)
+        if len(cursor.partial) > self._max_line:
+            self.stats.note_malformed(name, cursor.line_no + 1, "line_too_long", cursor.partial)
+            cursor.partial = b""
+            cursor.skipping = True
