@@ -1,0 +1,72 @@
+"""Dependencies point one way (STYLE.md): these tests keep the folder names honest."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p for d in ("bot", "dashboard") for p in (ROOT / d).rglob("*.py"))
+
+# third-party package -> the only modules allowed to import it
+CONFINED = {
+    "binance": {"bot/exchange/binance.py", "bot/market/binance.py"},
+    "streamlit": {"dashboard/app.py"},
+    "plotly": {"dashboard/charts.py"},
+    "watchdog": {"dashboard/store.py"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_there_is_source_to_check() -> None:
+    assert any(rel(p).startswith("bot/audit/") for p in SOURCES)
+
+
+@pytest.mark.parametrize("package", sorted(CONFINED))
+def test_third_party_packages_stay_in_their_module(package: str) -> None:
+    offenders = [
+        rel(p)
+        for p in SOURCES
+        if rel(p) not in CONFINED[package]
+        and any(m == package or m.startswith(package + ".") for m in imported_modules(p))
+    ]
+    assert offenders == [], f"{package} imported outside {sorted(CONFINED[package])}"
+
+
+def test_audit_package_imports_nothing_else_of_the_bot() -> None:
+    offenders = [
+        rel(p)
+        for p in SOURCES
+        if rel(p).startswith("bot/audit/")
+        for m in imported_modules(p)
+        if ((m == "bot" or m.startswith("bot.")) and not m.startswith("bot.audit"))
+        or m.startswith("dashboard")
+    ]
+    assert offenders == []
+
+
+def test_dashboard_reads_the_bot_only_through_the_audit_package() -> None:
+    offenders = [
+        (rel(p), m)
+        for p in SOURCES
+        if rel(p).startswith("dashboard/")
+        for m in imported_modules(p)
+        if (m == "bot" or m.startswith("bot.")) and not m.startswith("bot.audit")
+    ]
+    assert offenders == []
