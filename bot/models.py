@@ -1,0 +1,279 @@
+"""The bot's value objects: candles, signals, symbol filters, orders, positions, fills.
+
+Frozen dataclasses shared by every component and by the exchange port, so no
+venue type (python-binance dicts, REST field names) leaks into trading code.
+Prices and quantities are floats; rounding to a symbol's filters goes through
+``Decimal`` (see :class:`SymbolFilters`) so 0.1 + 0.2 never reaches the venue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class SignalType(StrEnum):
+    """Direction of a trade idea (and of a position)."""
+
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+    @property
+    def entry_side(self) -> OrderSide:
+        return OrderSide.BUY if self is SignalType.LONG else OrderSide.SELL
+
+    @property
+    def exit_side(self) -> OrderSide:
+        return OrderSide.SELL if self is SignalType.LONG else OrderSide.BUY
+
+
+class OrderSide(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    """Order types the bot sends; the values are Binance's names."""
+
+    MARKET = "MARKET"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+    STOP_MARKET = "STOP_MARKET"
+
+
+class OrderStatus(StrEnum):
+    """Order lifecycle states, regular and conditional (algo) orders alike."""
+
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    TRIGGERED = "TRIGGERED"  # a conditional order fired; its market order follows
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_live(self) -> bool:
+        """Accepted by the venue and not (yet) dead: counts as "placed"."""
+        return self in _LIVE_STATUSES
+
+
+_LIVE_STATUSES = frozenset(
+    {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.TRIGGERED}
+)
+
+
+class MarginType(StrEnum):
+    ISOLATED = "ISOLATED"
+    CROSSED = "CROSSED"
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One kline. ``closed`` is False for an in-progress update of the current candle."""
+
+    symbol: str
+    interval: str
+    open_time: int  # ms since epoch, UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    close_time: int  # ms since epoch, UTC (Binance: open_time + interval - 1)
+    closed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's trade idea: enter at ``entry``, exit at ``take_profit`` or ``stop_loss``."""
+
+    symbol: str
+    signal_type: SignalType
+    entry: float
+    take_profit: float
+    stop_loss: float
+    interval: str
+    strategy: str
+    close_price: float
+    candle_close_time: int
+
+    def as_audit(self) -> dict[str, Any]:
+        """The signal as it appears in ``order_data`` of risk events."""
+        return {
+            "signal_type": self.signal_type.value,
+            "entry_price": self.entry,
+            "take_profit": self.take_profit,
+            "stop_loss": self.stop_loss,
+            "interval": self.interval,
+            "strategy": self.strategy,
+        }
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolFilters:
+    """A symbol's trading rules (Binance exchangeInfo PRICE_FILTER, LOT_SIZE, MIN_NOTIONAL)."""
+
+    symbol: str
+    tick_size: float
+    step_size: float
+    min_qty: float
+    min_notional: float
+    max_qty: float = float("inf")
+
+    def round_price(self, price: float) -> float:
+        """Nearest multiple of the tick size."""
+        tick = _dec(self.tick_size)
+        return float((_dec(price) / tick).quantize(Decimal(1), ROUND_HALF_UP) * tick)
+
+    def floor_quantity(self, quantity: float) -> float:
+        """Largest multiple of the step size not above ``quantity`` (never round risk up)."""
+        step = _dec(self.step_size)
+        return float((_dec(quantity) / step).quantize(Decimal(1), ROUND_DOWN) * step)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What the bot asks the venue for; ``stop_price`` only for conditional orders."""
+
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    client_order_id: str
+    quantity: float | None = None
+    stop_price: float | None = None
+    reduce_only: bool = False
+    close_position: bool = False
+
+    def as_audit(self) -> dict[str, Any]:
+        """The request as it appears in ``order_data`` of order events."""
+        data: dict[str, Any] = {
+            "order_type": self.order_type.value,
+            "side": self.side.value,
+            "client_order_id": self.client_order_id,
+        }
+        if self.quantity is not None:
+            data["quantity"] = self.quantity
+        if self.stop_price is not None:
+            data["stop_price"] = self.stop_price
+        if self.reduce_only:
+            data["reduce_only"] = True
+        if self.close_position:
+            data["close_position"] = True
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The venue's view of one order.
+
+    Regular orders carry ``order_id``; conditional orders placed through the
+    Algo Order API carry ``algo_id`` (and ``order_id`` only once triggered).
+    """
+
+    symbol: str
+    client_order_id: str
+    order_type: OrderType
+    side: OrderSide
+    status: OrderStatus
+    order_id: int | None = None
+    algo_id: int | None = None
+    quantity: float = 0.0
+    filled_quantity: float = 0.0
+    avg_price: float = 0.0
+    stop_price: float | None = None
+    update_time: int = 0  # ms since epoch
+
+    def as_audit(self) -> dict[str, Any]:
+        """The result as it appears in ``response`` of order events."""
+        data: dict[str, Any] = {
+            "status": self.status.value,
+            "client_order_id": self.client_order_id,
+        }
+        if self.order_id is not None:
+            data["order_id"] = self.order_id
+        if self.algo_id is not None:
+            data["algo_id"] = self.algo_id
+        if self.filled_quantity:
+            data["executed_qty"] = self.filled_quantity
+            data["avg_price"] = self.avg_price
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One-way-mode position; ``amount`` is signed like Binance's ``positionAmt``."""
+
+    symbol: str
+    amount: float = 0.0
+    entry_price: float = 0.0
+    leverage: int = 1
+    margin_type: MarginType = MarginType.CROSSED
+    unrealized_pnl: float = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.amount != 0.0
+
+    @property
+    def side(self) -> SignalType | None:
+        if self.amount > 0:
+            return SignalType.LONG
+        if self.amount < 0:
+            return SignalType.SHORT
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Futures wallet for one margin asset (USDT)."""
+
+    asset: str
+    wallet_balance: float
+    available_balance: float
+    unrealized_pnl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """An order changed state at the venue (user data stream / paper fill).
+
+    Delivered to subscribers of ``Exchange.subscribe_order_updates``: a fill
+    of an entry, a triggered take-profit or stop-loss, a cancel or expiry.
+    """
+
+    symbol: str
+    client_order_id: str
+    order_type: OrderType
+    side: OrderSide
+    status: OrderStatus
+    order_id: int | None = None
+    algo_id: int | None = None
+    filled_quantity: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    commission: float = 0.0
+    event_time: int = 0  # ms since epoch
+
+    def as_audit(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status.value,
+            "order_type": self.order_type.value,
+            "side": self.side.value,
+            "client_order_id": self.client_order_id,
+            "executed_qty": self.filled_quantity,
+            "avg_price": self.avg_price,
+            "realized_pnl": self.realized_pnl,
+            "commission": self.commission,
+            "event_time": self.event_time,
+        }
+        if self.order_id is not None:
+            data["order_id"] = self.order_id
+        if self.algo_id is not None:
+            data["algo_id"] = self.algo_id
+        return data
