@@ -1,0 +1,23 @@
+"""A fake Binance USD-M futures venue (REST + websockets) for integration tests.
+
+``FakeBinance`` serves the endpoints python-binance's ``Client`` and socket
+managers call, checks keys, signatures and recvWindow like Binance, keeps an
+order book tests can assert on, and takes queued faults (``Fault``) per
+endpoint. See ``server.py`` for the controls and ``faults.py`` for the fault API.
+"""
+
+from tests.fakebinance.faults import Fault
+from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance, RequestRecord, running_fake
+from tests.fakebinance.venue import DEFAULT_SYMBOLS, SymbolSpec, VenueError
+
+__all__ = [
+    "API_KEY",
+    "API_SECRET",
+    "DEFAULT_SYMBOLS",
+    "FakeBinance",
+    "Fault",
+    "RequestRecord",
+    "SymbolSpec",
+    "VenueError",
+    "running_fake",
+]
