@@ -14,6 +14,7 @@ See docs/audit-format.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -22,7 +23,8 @@ from pathlib import Path
 
 GENESIS_HASH = "0" * 64
 FILE_PREFIX = "audit_"
-DAY_FILE_RE = re.compile(r"^audit_(\d{8})\.jsonl(\.gz)?$")
+DAY_FILE_RE_TEMPLATE = r"^%s(\d{8})\.jsonl(\.gz)?$"
+DAY_FILE_RE = re.compile(DAY_FILE_RE_TEMPLATE % FILE_PREFIX)
 LOCK_FILE = ".audit.lock"
 ANCHOR_FILE = ".audit.head.json"
 
@@ -73,23 +75,33 @@ def body_of(line: bytes) -> bytes:
     return line[:_SEP_START] + b'"}'
 
 
-def day_file_name(day: date) -> str:
-    return f"{FILE_PREFIX}{day:%Y%m%d}.jsonl"
+def day_file_name(day: date, prefix: str = FILE_PREFIX) -> str:
+    return f"{prefix}{day:%Y%m%d}.jsonl"
 
 
-def day_of_file(path: Path) -> str | None:
+@functools.cache
+def _day_file_re(prefix: str) -> re.Pattern[str]:
+    # Other trails in the same format differ only by prefix (the alerts process: "alerts_").
+    return (
+        DAY_FILE_RE
+        if prefix == FILE_PREFIX
+        else re.compile(DAY_FILE_RE_TEMPLATE % re.escape(prefix))
+    )
+
+
+def day_of_file(path: Path, prefix: str = FILE_PREFIX) -> str | None:
     """YYYYMMDD of a day file, or None for files that are not part of the trail."""
-    match = DAY_FILE_RE.match(path.name)
+    match = _day_file_re(prefix).match(path.name)
     return match.group(1) if match else None
 
 
-def trail_files(directory: Path) -> list[Path]:
+def trail_files(directory: Path, prefix: str = FILE_PREFIX) -> list[Path]:
     """Day files in chain order; a day present both plain and gzipped counts once (plain)."""
     by_day: dict[str, Path] = {}
     if not directory.is_dir():
         return []
     for path in directory.iterdir():
-        day = day_of_file(path)
+        day = day_of_file(path, prefix)
         if day is None:
             continue
         if day not in by_day or not path.name.endswith(".gz"):
