@@ -12,10 +12,10 @@ import os
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -132,6 +132,15 @@ def iter_records(
                 yield parsed
 
 
+class FollowedLine(NamedTuple):
+    """One complete line as `TrailFollower.poll_lines` saw it (for chain checks)."""
+
+    file: str
+    number: int
+    raw: bytes  # without the newline
+    parsed: Record | str  # the record, or why the line is malformed
+
+
 @dataclass
 class _Cursor:
     """Where we are in one day's file; keyed by day so `.jsonl` → `.jsonl.gz` is seamless."""
@@ -159,16 +168,33 @@ class TrailFollower:
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
         chunk_bytes: int = 64 << 20,
+        on_reset: Callable[[str], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.stats = ReadStats()
         self._max_line = max_line_bytes
         self._chunk = chunk_bytes
         self._cursors: dict[str, _Cursor] = {}
+        self._on_reset = on_reset  # called with the day (YYYYMMDD) before it is re-read
 
     def poll(self) -> list[Record]:
         """New complete, valid records since the last call, in file order."""
-        out: list[Record] = []
+        return [line.parsed for line in self.poll_lines() if not isinstance(line.parsed, str)]
+
+    def resume(self, path: Path, offset: int, line_no: int) -> None:
+        """Continue ``path`` after ``offset`` uncompressed bytes (``line_no`` complete lines),
+        e.g. after a bulk load read that much; the next poll reads only what follows."""
+        day = chain.day_of_file(path)
+        assert day is not None
+        st = path.stat()
+        cursor = _Cursor(path, st.st_ino, offset=offset, line_no=line_no)
+        if path.name.endswith(".gz"):
+            cursor.gz_mtime = st.st_mtime
+        self._cursors[day] = cursor
+
+    def poll_lines(self) -> list[FollowedLine]:
+        """Every new complete line since the last call, malformed ones included."""
+        out: list[FollowedLine] = []
         max_year = time.gmtime().tm_year + 1
         for path in chain.trail_files(self.directory):
             day = chain.day_of_file(path)
@@ -179,7 +205,7 @@ class TrailFollower:
                 continue  # rotated or compressed between listing and open
         return out
 
-    def _read_new(self, day: str, path: Path, out: list[Record], max_year: int) -> None:
+    def _read_new(self, day: str, path: Path, out: list[FollowedLine], max_year: int) -> None:
         st = path.stat()
         cursor = self._cursors.get(day)
         gz = path.name.endswith(".gz")
@@ -188,15 +214,22 @@ class TrailFollower:
         elif cursor.path != path:
             if not (gz and not cursor.path.name.endswith(".gz")):
                 self.stats.replacements += 1
-                self._reset(cursor)
+                self._reset(day, cursor)
             cursor.path, cursor.inode = path, st.st_ino
         elif cursor.inode != st.st_ino:
             self.stats.replacements += 1
-            self._reset(cursor)
+            self._reset(day, cursor)
             cursor.inode = st.st_ino
         elif not gz and st.st_size < cursor.offset:
-            self.stats.truncations += 1
-            self._reset(cursor)
+            complete = cursor.offset - len(cursor.partial)
+            if st.st_size >= complete:
+                # Only the unfinished last line went away (a writer repairing a torn
+                # tail): nothing that was consumed changed, so do not re-read the file.
+                cursor.partial = cursor.partial[: st.st_size - complete]
+                cursor.offset = st.st_size
+            else:
+                self.stats.truncations += 1
+                self._reset(day, cursor)
         if gz:
             if cursor.offset and st.st_mtime <= cursor.gz_mtime:
                 return
@@ -213,14 +246,17 @@ class TrailFollower:
         cursor.offset += len(data)
         self._consume(cursor, data, out, max_year)
 
-    @staticmethod
-    def _reset(cursor: _Cursor) -> None:
+    def _reset(self, day: str, cursor: _Cursor) -> None:
+        if self._on_reset is not None:
+            self._on_reset(day)
         cursor.offset = 0
         cursor.line_no = 0
         cursor.partial = b""
         cursor.skipping = False
 
-    def _consume(self, cursor: _Cursor, data: bytes, out: list[Record], max_year: int) -> None:
+    def _consume(
+        self, cursor: _Cursor, data: bytes, out: list[FollowedLine], max_year: int
+    ) -> None:
         if cursor.partial:
             data = cursor.partial + data
         lines = data.split(b"\n")
@@ -232,14 +268,16 @@ class TrailFollower:
                 cursor.skipping = False
                 continue
             if not line:
-                self.stats.note_malformed(name, cursor.line_no, "empty_line", line)
-                continue
-            parsed = parse_line(line, max_year) if len(line) <= self._max_line else "line_too_long"
+                parsed: Record | str = "empty_line"
+            elif len(line) > self._max_line:
+                parsed = "line_too_long"
+            else:
+                parsed = parse_line(line, max_year)
             if isinstance(parsed, str):
                 self.stats.note_malformed(name, cursor.line_no, parsed, line)
             else:
                 self.stats.records += 1
-                out.append(parsed)
+            out.append(FollowedLine(name, cursor.line_no, line, parsed))
         if len(cursor.partial) > self._max_line:
             self.stats.note_malformed(name, cursor.line_no + 1, "line_too_long", cursor.partial)
             cursor.partial = b""

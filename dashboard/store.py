@@ -1,0 +1,813 @@
+"""TrailStore: the dashboard's one watcher, one ingest thread and incremental aggregates.
+
+What lives here and why:
+
+* **One watcher per server process.** ``start()`` loads the history once, then runs
+  one watchdog observer (``PollingObserver`` with ``polling=True``, for network and
+  bind mounts where inotify sees nothing) and one ingest thread that also polls
+  every ``poll_interval`` as a safety net. The UI wraps the store in
+  ``st.cache_resource`` so every browser tab shares it; ``start()`` is idempotent
+  and ``stop()`` is registered with ``atexit``. Worker threads never touch
+  streamlit; queries take a lock and return copies.
+* **Only appended bytes are read** — through ``bot.audit.reader.TrailFollower``,
+  which owns partial lines, day rollover, truncation, replacement and ``.jsonl.gz``
+  history. Malformed lines are counted in ``read_stats``, never fatal. When a file
+  is truncated or replaced and must be read again, the aggregates of its day are
+  dropped first so nothing is counted twice.
+* **Bounded aggregates.** Per time bucket a small counter keyed by
+  ``(event_type, symbol, detail)`` where detail is the rejection reason of a
+  ``risk_rejection`` or the ``order_type`` of an order event; every panel is a
+  projection of these counters. Besides: a bounded deque of recent records
+  (tables), a bounded LRU of traces, a bounded deque of capped quantities, and a
+  bounded time-ordered index of the newest records so window edges that cut a
+  bucket are still exact (older edges fall back to bucket resolution).
+* **Integrity, incrementally.** Each new line is checked against the hash chain
+  (``bot.audit.chain``: digest of the body, ``prev`` linkage, ``seq`` + 1) as it
+  arrives. The history is checked once, in slices, by the ingest thread after
+  the cold load, so the dashboard is usable at once and ``integrity.ok`` is
+  ``None`` until that pass has finished.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import calendar
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from bot.audit import chain
+from bot.audit.reader import (
+    FollowedLine,
+    ReadStats,
+    Record,
+    TrailFollower,
+    open_trail_file,
+    parse_line,
+)
+
+log = logging.getLogger("dashboard.store")
+
+Key = tuple[str, str, str]
+"""(event_type, symbol or "", detail or ""): the unit every aggregate counts."""
+
+ORDER_OUTCOMES = {
+    "order_placed": "placed",
+    "order_rejected": "rejected",
+    "order_filled": "filled",
+    "order_cancelled": "cancelled",
+}
+_RISK_REJECTION = "risk_rejection"
+_CAPPED = "position_size_capped"
+_HEARTBEAT = "heartbeat"
+_GAP = "audit_gap"
+_RECOVERED = "audit_recovered"
+_DAY = 86_400
+_HISTORY_SLICE = 50_000  # lines the ingest thread verifies between two polls
+
+
+@dataclass
+class IntegrityStatus:
+    """Whether the hash chain verifies; gaps and crash repairs are reported, not failures."""
+
+    ok: bool | None = None  # None: history not checked yet
+    checked_records: int = 0
+    problem: str | None = None  # the first problem found
+    gaps: int = 0  # audit_gap records
+    recoveries: int = 0  # audit_recovered records
+    problems: int = 0
+
+
+# ------------------------------------------------------------------ timestamps
+
+_MINUTES: dict[str, int] = {}
+
+
+def epoch_seconds(stamp: str) -> float:
+    """Epoch seconds of a validated SPEC §4 timestamp (``2026-11-26T15:04:05.123456Z``).
+
+    Raises ValueError for an impossible date (the reader checks the shape only)."""
+    minute = stamp[:16]
+    base = _MINUTES.get(minute)
+    if base is None:
+        base = calendar.timegm(time.strptime(minute, "%Y-%m-%dT%H:%M"))
+        if len(_MINUTES) > 100_000:
+            _MINUTES.clear()
+        _MINUTES[minute] = base
+    seconds = float(stamp[17:-1])
+    if not 0 <= seconds < 61:
+        raise ValueError(stamp)
+    return base + seconds
+
+
+def record_detail(event_type: str, record: Record) -> str:
+    """The reason of a risk rejection, the order type of an order event, else ""."""
+    if event_type == _RISK_REJECTION:
+        error = record.get("error")
+        reason = error.get("reason") if error else None
+        return reason if isinstance(reason, str) else "unknown"
+    if event_type in ORDER_OUTCOMES:
+        for name in ("order_data", "response"):
+            data = record.get(name)
+            if data:
+                kind = data.get("order_type") or data.get("type") or data.get("orderType")
+                if isinstance(kind, str):
+                    return kind
+        return "unknown"
+    return ""
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+# ------------------------------------------------------------------ integrity
+
+
+class _ChainChecker:
+    """Incremental hash-chain verification; history first, then live lines in order."""
+
+    def __init__(self, hmac_key: bytes | None) -> None:
+        self.status = IntegrityStatus()
+        self._sealer = chain.Sealer(hmac_key)
+        self._seq: int | None = None
+        self._hash: bytes | None = None
+        self._file = ""
+        self._day_start: dict[str, tuple[int | None, bytes | None]] = {}
+        self._history: Iterator[tuple[str, int, bytes]] | None = None
+        self._pending: deque[tuple[str, int, bytes]] = deque()
+
+    @property
+    def history_pending(self) -> bool:
+        return self._history is not None
+
+    def set_history(self, plan: list[tuple[Path, int]]) -> None:
+        self._history = _history_lines(plan)
+
+    def advance_history(self, budget: int | None) -> None:
+        """Verify up to ``budget`` history lines (all when None); then the queued live ones."""
+        if self._history is None:
+            return
+        lines = self._history if budget is None else islice(self._history, budget)
+        count = 0
+        for file, number, raw in lines:
+            self._check(file, number, raw)
+            count += 1
+        if budget is None or count < budget:
+            self._history = None
+            while self._pending:
+                self._check(*self._pending.popleft())
+            if self.status.ok is None:
+                self.status.ok = True
+
+    def feed(self, file: str, number: int, raw: bytes) -> None:
+        if self._history is not None:
+            self._pending.append((file, number, raw))
+        else:
+            self._check(file, number, raw)
+
+    def rewind(self, day: str) -> None:
+        """A day file is read again from its start: check it against the chain as it stood."""
+        self._pending.clear()  # lines already queued from that file will be read again
+        self._seq, self._hash = self._day_start.get(day, (None, None))
+        self._file = ""
+
+    def _check(self, file: str, number: int, raw: bytes) -> None:
+        if file != self._file:
+            self._file = file
+            day = chain.day_of_file(Path(file))
+            if day is not None:
+                self._day_start.setdefault(day, (self._seq, self._hash))
+        line = raw + b"\n"
+        seal = chain.parse_seal(line)
+        if seal is None:
+            self._fail(file, number, "not a sealed audit record (edited or torn)")
+            self._seq = self._hash = None
+            return
+        seq, digest = seal
+        if self._sealer.digest(chain.body_of(line)) != digest:
+            hint = "" if self._sealer.keyed else " (or the trail is HMAC-sealed: set the key)"
+            self._fail(file, number, f"hash does not match the content: edited{hint}")
+        elif self._hash is not None and line[chain.PREV_SLICE] != self._hash:
+            self._fail(file, number, "prev does not link to the previous record")
+        elif self._seq is not None and seq != self._seq + 1:
+            self._fail(file, number, f"seq {seq} follows {self._seq}: inserted/deleted/reordered")
+        self._seq, self._hash = seq, digest
+        self.status.checked_records += 1
+
+    def _fail(self, file: str, number: int, what: str) -> None:
+        self.status.problems += 1
+        self.status.ok = False
+        if self.status.problem is None:
+            self.status.problem = f"{file} line {number}: {what}"
+
+
+def _history_lines(plan: list[tuple[Path, int]]) -> Iterator[tuple[str, int, bytes]]:
+    """(file, line number, line) of the first ``end`` bytes of each file, read in chunks."""
+    for path, end in plan:
+        candidates = [path, path.with_name(path.name + ".gz")]
+        for candidate in candidates:
+            try:
+                fh = open_trail_file(candidate)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            continue
+        with fh:
+            consumed, number, partial = 0, 0, b""
+            while consumed < end:
+                chunk = fh.read(min(4 << 20, end - consumed))
+                if not chunk:
+                    break
+                consumed += len(chunk)
+                lines = (partial + chunk).split(b"\n")
+                partial = lines.pop()
+                for line in lines:
+                    number += 1
+                    yield path.name, number, line
+
+
+# ------------------------------------------------------------------ watching
+
+
+class _WakeOnChange(FileSystemEventHandler):
+    """Wakes the ingest thread when a day file (or the directory) changes."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        names = [event.src_path, getattr(event, "dest_path", "")]
+        if event.is_directory or any(
+            chain.DAY_FILE_RE.match(os.path.basename(os.fsdecode(n))) for n in names if n
+        ):
+            self._wake.set()
+
+
+_WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileModifiedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+]
+
+
+# ------------------------------------------------------------------ the store
+
+
+class TrailStore:
+    """Live, incrementally maintained view of one audit directory (see the module doc)."""
+
+    def __init__(
+        self,
+        audit_dir: str | os.PathLike[str],
+        *,
+        polling: bool = False,
+        poll_interval: float = 1.0,
+        bucket_seconds: int = 60,
+        recent_limit: int = 5000,
+        clock: Callable[[], float] = time.time,
+        hmac_key: bytes | str | None = None,
+        trace_limit: int = 2000,
+        trace_events_limit: int = 500,
+        capped_limit: int = 20_000,
+        exact_limit: int = 200_000,
+    ) -> None:
+        if bucket_seconds <= 0 or _DAY % bucket_seconds:
+            raise ValueError("bucket_seconds must divide a day (e.g. 10, 60, 300)")
+        self.audit_dir = Path(audit_dir)
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self.bucket_seconds = bucket_seconds
+        self.clock = clock
+        self._recent_limit = recent_limit
+        self._trace_limit = trace_limit
+        self._trace_events_limit = trace_events_limit
+        self._exact_limit = exact_limit
+        key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
+
+        self._lock = threading.Lock()  # aggregates
+        self._ingest_lock = threading.Lock()  # follower + checker: one ingest at a time
+        self._lifecycle = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._follower = TrailFollower(self.audit_dir, on_reset=self._on_reset)
+        self._stats: ReadStats = self._follower.stats
+        self._checker = _ChainChecker(key)
+        self._loaded = False
+
+        self._buckets: dict[int, dict[Key, int]] = {}
+        self._totals: Counter[str] = Counter()
+        self._keys: dict[Key, Key] = {}
+        self._exact_ts: list[float] = []
+        self._exact_keys: list[Key] = []
+        self._exact_floor = -math.inf  # newest timestamp dropped from the exact index
+        self._recent: deque[tuple[float, Record]] = deque(maxlen=recent_limit)
+        self._traces: OrderedDict[str, list[Record]] = OrderedDict()
+        self._capped: deque[tuple[float, str, float, float]] = deque(maxlen=capped_limit)
+        self._symbols: set[str] = set()
+        self.version = 0
+        self.last_event_time: float | None = None
+        self.last_heartbeat_time: float | None = None
+        self.ingest_errors = 0
+
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._observer: BaseObserver | None = None
+        self._thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Load history, then watch. Idempotent: a second call (another tab) does nothing."""
+        with self._lifecycle:
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            self.refresh(verify_history=False)
+            self._start_observer()
+            self._thread = threading.Thread(target=self._run, name="trail-ingest", daemon=True)
+            self._thread.start()
+            atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Stop the observer and the ingest thread and wait for them. Idempotent."""
+        with self._lifecycle:
+            self._stop.set()
+            self._wake.set()
+            observer, self._observer = self._observer, None
+            thread, self._thread = self._thread, None
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=10)
+            if thread is not None:
+                thread.join(timeout=30)
+            atexit.unregister(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start_observer(self) -> None:
+        if self._observer is not None or not self.audit_dir.is_dir():
+            return  # a directory that appears later is picked up by the periodic poll
+        observer: BaseObserver = (
+            PollingObserver(timeout=self.poll_interval) if self.polling else Observer()
+        )
+        observer.name = "trail-watch"
+        observer.daemon = True
+        try:
+            observer.schedule(
+                _WakeOnChange(self._wake), str(self.audit_dir), event_filter=_WATCHED_EVENTS
+            )
+            observer.start()
+        except OSError as exc:  # e.g. inotify watch limit: the periodic poll still works
+            log.warning(
+                "cannot watch %s (%s); polling every %ss", self.audit_dir, exc, self.poll_interval
+            )
+            return
+        self._observer = observer
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = self._checker.history_pending
+            if not busy:
+                self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._refresh(history_budget=_HISTORY_SLICE)
+                if self._observer is None and not self._stop.is_set():
+                    self._start_observer()
+            except Exception:
+                self.ingest_errors += 1
+                log.exception("audit trail ingest failed; retrying at the next poll")
+
+    # -------------------------------------------------------------- ingest
+
+    def refresh(self, *, verify_history: bool = True) -> int:
+        """Ingest whatever is new now (cold load on first call); returns records ingested.
+
+        With ``verify_history`` the one-off hash check of the history also completes
+        here (tests, benchmarks); the ingest thread does it in slices instead."""
+        return self._refresh(history_budget=None if verify_history else 0)
+
+    def _refresh(self, history_budget: int | None) -> int:
+        with self._ingest_lock:
+            if not self._loaded:
+                count = self._bulk_load()
+                self._loaded = True
+            else:
+                count = self._ingest_lines(self._follower.poll_lines())
+            if history_budget != 0 and self._checker.history_pending:
+                self._checker.advance_history(history_budget)
+                self._bump()
+            return count
+
+    def _bulk_load(self) -> int:
+        """Read every complete line of the history and position the follower after it."""
+        plan: list[tuple[Path, int]] = []
+        count = 0
+        for path in chain.trail_files(self.audit_dir):
+            try:
+                with open_trail_file(path) as fh:
+                    data: bytes = fh.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            lines = data[:end].split(b"\n")
+            lines.pop()
+            out: list[FollowedLine] = []
+            name = path.name
+            for number, line in enumerate(lines, start=1):
+                parsed = parse_line(line) if line else "empty_line"
+                if isinstance(parsed, str):
+                    self._stats.note_malformed(name, number, parsed, line)
+                else:
+                    self._stats.records += 1
+                out.append(FollowedLine(name, number, line, parsed))
+            count += self._apply(out, check=False)
+            try:
+                self._follower.resume(path, end, len(lines))
+            except FileNotFoundError:
+                continue
+            plan.append((path, end))
+        self._checker.set_history(plan)
+        self._bump()
+        return count
+
+    def _ingest_lines(self, lines: list[FollowedLine]) -> int:
+        return self._apply(lines, check=True) if lines else 0
+
+    def _apply(self, lines: list[FollowedLine], *, check: bool) -> int:
+        count = 0
+        with self._lock:
+            for line in lines:
+                if check:
+                    self._checker.feed(line.file, line.number, line.raw)
+                parsed = line.parsed
+                if isinstance(parsed, str):
+                    continue
+                try:
+                    self._add(parsed)
+                except (ValueError, TypeError, AttributeError):
+                    self._stats.records -= 1
+                    self._stats.note_malformed(line.file, line.number, "bad_timestamp", line.raw)
+                    continue
+                count += 1
+            self._trim_exact()
+            self.version += 1
+            self._changed.notify_all()
+        return count
+
+    def _add(self, record: Record) -> None:
+        ts = epoch_seconds(record["timestamp"])
+        kind: str = record["event_type"]
+        symbol: str = record.get("symbol") or ""
+        detail = record_detail(kind, record)
+        key = self._keys.setdefault((kind, symbol, detail), (kind, symbol, detail))
+        bucket_no = int(ts // self.bucket_seconds)
+        bucket = self._buckets.get(bucket_no)
+        if bucket is None:
+            bucket = self._buckets[bucket_no] = {}
+        bucket[key] = bucket.get(key, 0) + 1
+        self._totals[kind] += 1
+        self._exact_ts.append(ts)
+        self._exact_keys.append(key)
+        self._recent.append((ts, record))
+        if symbol:
+            self._symbols.add(symbol)
+        if self.last_event_time is None or ts > self.last_event_time:
+            self.last_event_time = ts
+        if kind == _HEARTBEAT:
+            if self.last_heartbeat_time is None or ts > self.last_heartbeat_time:
+                self.last_heartbeat_time = ts
+        elif kind == _CAPPED:
+            data = record.get("additional_data") or {}
+            self._capped.append(
+                (
+                    ts,
+                    symbol,
+                    _number(data.get("requested_quantity")),
+                    _number(data.get("capped_quantity")),
+                )
+            )
+        trace_id = record.get("trace_id")
+        if trace_id:
+            events = self._traces.get(trace_id)
+            if events is None:
+                events = self._traces[trace_id] = []
+                if len(self._traces) > self._trace_limit:
+                    self._traces.popitem(last=False)
+            else:
+                self._traces.move_to_end(trace_id)
+            if len(events) < self._trace_events_limit:
+                events.append(record)
+
+    def _trim_exact(self) -> None:
+        excess = len(self._exact_ts) - self._exact_limit
+        if excess > self._exact_limit // 4:  # amortized: trim in large steps
+            self._exact_floor = max(self._exact_floor, max(self._exact_ts[:excess]))
+            del self._exact_ts[:excess]
+            del self._exact_keys[:excess]
+
+    def _on_reset(self, day: str) -> None:
+        """A day file shrank or was replaced and is read again: forget what came from it."""
+        lo = calendar.timegm(time.strptime(day, "%Y%m%d"))
+        hi = lo + _DAY
+        self._checker.rewind(day)
+        with self._lock:
+            for number in [b for b in self._buckets if lo <= b * self.bucket_seconds < hi]:
+                for key, n in self._buckets.pop(number).items():
+                    self._totals[key[0]] -= n
+            keep = [i for i, ts in enumerate(self._exact_ts) if not lo <= ts < hi]
+            self._exact_ts = [self._exact_ts[i] for i in keep]
+            self._exact_keys = [self._exact_keys[i] for i in keep]
+            self._recent = deque(
+                (item for item in self._recent if not lo <= item[0] < hi), maxlen=self._recent_limit
+            )
+            self._capped = deque(
+                (item for item in self._capped if not lo <= item[0] < hi),
+                maxlen=self._capped.maxlen,
+            )
+            for trace_id in list(self._traces):
+                events = [r for r in self._traces[trace_id] if not _in_day(r, day)]
+                if events:
+                    self._traces[trace_id] = events
+                else:
+                    del self._traces[trace_id]
+
+    def _bump(self) -> None:
+        with self._lock:
+            self.version += 1
+            self._changed.notify_all()
+
+    def wait_for_version(self, version: int, timeout: float) -> bool:
+        """Block until ``self.version > version`` or ``timeout`` seconds pass."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.version > version, timeout)
+
+    # -------------------------------------------------------------- queries
+
+    def counts(self, start: float, end: float, symbol: str | None = None) -> Counter[str]:
+        """event_type -> number of records with timestamp in [start, end)."""
+        out: Counter[str] = Counter()
+        with self._lock:
+            for key, n in self._window(start, end, symbol).items():
+                out[key[0]] += n
+        return out
+
+    def rejection_reasons(
+        self, start: float, end: float, symbol: str | None = None
+    ) -> Counter[str]:
+        """risk_rejection ``.error.reason`` -> count in [start, end)."""
+        out: Counter[str] = Counter()
+        with self._lock:
+            for key, n in self._window(start, end, symbol).items():
+                if key[0] == _RISK_REJECTION:
+                    out[key[2]] += n
+        return out
+
+    def order_outcomes(
+        self, start: float, end: float, symbol: str | None = None
+    ) -> Counter[tuple[str, str]]:
+        """(order_type, placed/rejected/filled/cancelled) -> count in [start, end)."""
+        out: Counter[tuple[str, str]] = Counter()
+        with self._lock:
+            for key, n in self._window(start, end, symbol).items():
+                outcome = ORDER_OUTCOMES.get(key[0])
+                if outcome is not None:
+                    out[(key[2], outcome)] += n
+        return out
+
+    def series(
+        self,
+        start: float,
+        end: float,
+        symbol: str | None = None,
+        event_types: Iterable[str] | None = None,
+        *,
+        step_seconds: int | None = None,
+    ) -> list[tuple[float, Counter[str]]]:
+        """(bucket start, event_type -> count) for every bucket overlapping [start, end).
+
+        ``step_seconds`` (a multiple of ``bucket_seconds``) merges buckets for long ranges."""
+        wanted = None if event_types is None else frozenset(event_types)
+        return self._series(start, end, step_seconds, lambda key: _pick_type(key, symbol, wanted))
+
+    def rejection_reason_series(
+        self,
+        start: float,
+        end: float,
+        symbol: str | None = None,
+        *,
+        step_seconds: int | None = None,
+    ) -> list[tuple[float, Counter[str]]]:
+        """(bucket start, reason -> count) of risk rejections per bucket."""
+
+        def pick(key: Key) -> str | None:
+            if key[0] != _RISK_REJECTION or (symbol is not None and key[1] != symbol):
+                return None
+            return key[2]
+
+        return self._series(start, end, step_seconds, pick)
+
+    def capped_quantities(
+        self, start: float, end: float, symbol: str | None = None
+    ) -> list[tuple[float, float, float]]:
+        """(timestamp, requested_quantity, capped_quantity) of capping events, oldest first."""
+        with self._lock:
+            return [
+                (ts, requested, capped)
+                for ts, sym, requested, capped in self._capped
+                if start <= ts < end and (symbol is None or sym == symbol)
+            ]
+
+    def recent(
+        self,
+        limit: int = 500,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        symbol: str | None = None,
+        event_types: Iterable[str] | None = None,
+    ) -> list[Record]:
+        """The newest matching records (at most ``limit``), newest last, as shallow copies."""
+        wanted = None if event_types is None else frozenset(event_types)
+        out: list[Record] = []
+        with self._lock:
+            for ts, record in reversed(self._recent):
+                if len(out) >= limit:
+                    break
+                if start is not None and ts < start:
+                    continue
+                if end is not None and ts >= end:
+                    continue
+                if symbol is not None and record.get("symbol") != symbol:
+                    continue
+                if wanted is not None and record["event_type"] not in wanted:
+                    continue
+                out.append(dict(record))
+        out.reverse()
+        return out
+
+    def trace(self, trace_id: str) -> list[Record]:
+        """Every event of one trace, in trail order ([] when unknown or evicted)."""
+        with self._lock:
+            return [dict(r) for r in self._traces.get(trace_id, ())]
+
+    def recent_trace_ids(self, limit: int = 50) -> list[str]:
+        """Trace ids with the most recent activity first."""
+        with self._lock:
+            return list(islice(reversed(self._traces), limit))
+
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return sorted(self._symbols)
+
+    def totals(self) -> Counter[str]:
+        """event_type -> count over the whole trail read so far."""
+        with self._lock:
+            return +self._totals
+
+    @property
+    def read_stats(self) -> ReadStats:
+        """A snapshot of what the reader has seen (malformed lines, truncations, ...)."""
+        for _ in range(5):  # the ingest thread may be counting right now: copy again
+            with contextlib.suppress(RuntimeError):
+                return self._copy_stats()
+        with self._ingest_lock:
+            return self._copy_stats()
+
+    def _copy_stats(self) -> ReadStats:
+        s = self._stats
+        return ReadStats(
+            records=s.records,
+            malformed=s.malformed,
+            malformed_by_reason=Counter(s.malformed_by_reason),
+            recent_malformed=deque(s.recent_malformed, maxlen=s.recent_malformed.maxlen),
+            truncations=s.truncations,
+            replacements=s.replacements,
+        )
+
+    @property
+    def integrity(self) -> IntegrityStatus:
+        with self._lock:
+            return replace(
+                self._checker.status,
+                gaps=self._totals[_GAP],
+                recoveries=self._totals[_RECOVERED],
+            )
+
+    # -------------------------------------------------------------- internals
+
+    def _window(self, start: float, end: float, symbol: str | None) -> Counter[Key]:
+        """Key counts in [start, end): whole buckets from the counters, cut buckets exactly
+        from the recent index when it reaches back that far (else by bucket start)."""
+        out: Counter[Key] = Counter()
+        if end <= start:
+            return out
+        size = self.bucket_seconds
+        first_full, last_full = math.ceil(start / size), math.floor(end / size)
+        if first_full > last_full:
+            self._partial(start, end, symbol, out)
+            return out
+        self._partial(start, first_full * size, symbol, out)
+        self._full_buckets(first_full, last_full, symbol, out)
+        self._partial(last_full * size, end, symbol, out)
+        return out
+
+    def _full_buckets(self, first: int, stop: int, symbol: str | None, out: Counter[Key]) -> None:
+        buckets = self._buckets
+        if stop - first > len(buckets):
+            chosen: Iterable[dict[Key, int]] = (c for b, c in buckets.items() if first <= b < stop)
+        else:
+            chosen = (buckets[b] for b in range(first, stop) if b in buckets)
+        for counter in chosen:
+            for key, n in counter.items():
+                if symbol is None or key[1] == symbol:
+                    out[key] += n
+
+    def _partial(self, lo: float, hi: float, symbol: str | None, out: Counter[Key]) -> None:
+        if hi <= lo:
+            return
+        if lo > self._exact_floor:
+            first = bisect.bisect_left(self._exact_ts, lo)
+            stop = bisect.bisect_left(self._exact_ts, hi, first)
+            for key in self._exact_keys[first:stop]:
+                if symbol is None or key[1] == symbol:
+                    out[key] += 1
+            return
+        number = math.floor(lo / self.bucket_seconds)
+        if number * self.bucket_seconds == lo:  # the bucket starts inside the window
+            self._full_buckets(number, number + 1, symbol, out)
+
+    def _series(
+        self,
+        start: float,
+        end: float,
+        step_seconds: int | None,
+        pick: Callable[[Key], str | None],
+    ) -> list[tuple[float, Counter[str]]]:
+        size = self.bucket_seconds
+        step = max(1, (step_seconds or size) // size)
+        first = math.floor(start / size) // step * step
+        stop = math.ceil(end / size)
+        slots: list[tuple[float, Counter[str]]] = [
+            (float(b * size), Counter()) for b in range(first, stop, step)
+        ]
+        if not slots:
+            return slots
+        with self._lock:
+            buckets = self._buckets
+            if stop - first > len(buckets):
+                chosen = [(b, c) for b, c in buckets.items() if first <= b < stop]
+            else:
+                chosen = [(b, buckets[b]) for b in range(first, stop) if b in buckets]
+            for number, counter in chosen:
+                target = slots[(number - first) // step][1]
+                for key, n in counter.items():
+                    name = pick(key)
+                    if name is not None:
+                        target[name] += n
+        return slots
+
+
+def _pick_type(key: Key, symbol: str | None, wanted: frozenset[str] | None) -> str | None:
+    if symbol is not None and key[1] != symbol:
+        return None
+    if wanted is not None and key[0] not in wanted:
+        return None
+    return key[0]
+
+
+def _in_day(record: Record, day: str) -> bool:
+    stamp = record.get("timestamp", "")
+    return isinstance(stamp, str) and stamp[:10].replace("-", "") == day
