@@ -1,0 +1,270 @@
+"""TradingEngine: closed candle → strategy → risk → sizing → execution, one trace per signal.
+
+The flow of one signal, as SPEC §6 fixes it (queries and recovered errors
+left out)::
+
+    signal_processing → risk_rejection                                  (rejected)
+    signal_processing → risk_validation → [position_size_capped] →
+        position_size_calculated → order_placed ×3 → trade_executed      (normal / capped)
+    signal_processing → risk_validation → position_size_calculated →
+        order_placed / order_rejected ... → trade_execution_failed       (failed)
+
+Every event of a flow carries the signal's trace id (``with trace(tid):``),
+and so do the fills and cancels the exchange reports later: the trace id is
+recovered from the client order id. Candles without a signal write nothing;
+:meth:`TradingEngine.heartbeat` shows the bot is alive instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
+from bot.errors import ExchangeError
+from bot.execution import SIBLING, OrderExecutionManager, TradeResult, parse_client_order_id
+from bot.models import Balance, Candle, OrderStatus, OrderUpdate, Position, Signal
+from bot.risk import RiskManager
+from bot.strategy import Strategy
+
+log = logging.getLogger("bot.engine")
+
+_REMEMBERED_ORDERS = 10_000
+
+
+@dataclass
+class EngineStats:
+    candles: int = 0
+    signals: int = 0
+    risk_rejections: int = 0
+    trades_executed: int = 0
+    trades_failed: int = 0
+    fills: int = 0
+
+
+class TradingEngine:
+    """Turns candles into audited trades. Thread-safe: feed and user-data threads may call in."""
+
+    def __init__(
+        self,
+        *,
+        strategy: Strategy,
+        risk: RiskManager,
+        execution: OrderExecutionManager,
+        audit: AuditLogger,
+    ) -> None:
+        self._strategy = strategy
+        self._risk = risk
+        self._execution = execution
+        self._audit = audit
+        self._history: dict[tuple[str, str], deque[Candle]] = {}
+        self._lock = threading.RLock()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # client ids already reported
+        self._started = time.monotonic()
+        self.last_candle_close_time = 0
+        self.stats = EngineStats()
+
+    # ----------------------------------------------------------------- input
+
+    def seed_history(self, candles: Iterable[Candle]) -> None:
+        """Backfill: remember closed candles without evaluating them."""
+        with self._lock:
+            for candle in candles:
+                if candle.closed:
+                    self._candles_of(candle).append(candle)
+
+    def on_candle(self, candle: Candle) -> None:
+        """A candle update; only closed candles are evaluated."""
+        if not candle.closed:
+            return
+        with self._lock:
+            history = self._candles_of(candle)
+            history.append(candle)
+            self.stats.candles += 1
+            self.last_candle_close_time = candle.close_time
+            signal = self._strategy.evaluate(tuple(history))
+            if signal is None:
+                return
+            with trace(new_trace_id()) as trace_id:
+                self._process(signal, trace_id)
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        """A fill/cancel reported by the exchange: audit it under its trade's trace id."""
+        parsed = parse_client_order_id(update.client_order_id)
+        if parsed is None:
+            return  # not one of ours (placed by hand): not part of any trace
+        trace_id, role = parsed
+        with self._lock, trace(trace_id):
+            if update.client_order_id in self._finished:
+                return
+            if update.status is OrderStatus.FILLED:
+                self._remember(update.client_order_id)
+                self.stats.fills += 1
+                self._audit.log_event(
+                    AuditEventType.ORDER_FILLED,
+                    "on_order_update",
+                    symbol=update.symbol,
+                    response=update.as_audit(),
+                    additional_data={"role": role},
+                )
+                sibling = SIBLING.get(role)
+                if sibling is not None:
+                    self._cancel_sibling(update.symbol, f"{trace_id}-{sibling}", role)
+            elif update.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+                self._remember(update.client_order_id)
+                self._audit.log_event(
+                    AuditEventType.ORDER_CANCELLED,
+                    "on_order_update",
+                    symbol=update.symbol,
+                    response=update.as_audit(),
+                    additional_data={"role": role},
+                )
+
+    def heartbeat(self) -> None:
+        """Proof of life, so a silent bot is visible on the dashboard."""
+        s = self.stats
+        self._audit.log_event(
+            AuditEventType.HEARTBEAT,
+            "heartbeat",
+            additional_data={
+                "uptime_seconds": round(time.monotonic() - self._started, 3),
+                "candles_processed": s.candles,
+                "signals": s.signals,
+                "risk_rejections": s.risk_rejections,
+                "trades_executed": s.trades_executed,
+                "trades_failed": s.trades_failed,
+                "fills": s.fills,
+                "last_candle_close_time": self.last_candle_close_time,
+            },
+        )
+
+    # ------------------------------------------------------------- the flow
+
+    def _process(self, signal: Signal, trace_id: str) -> None:
+        self.stats.signals += 1
+        self._audit.log_event(
+            AuditEventType.SIGNAL_PROCESSING,
+            "on_candle_closed",
+            symbol=signal.symbol,
+            additional_data={
+                "signal_generated": True,
+                "signal_type": signal.signal_type.value,
+                "interval": signal.interval,
+                "close_price": signal.close_price,
+                "entry_price": signal.entry,
+                "take_profit": signal.take_profit,
+                "stop_loss": signal.stop_loss,
+                "strategy": signal.strategy,
+                "candle_close_time": signal.candle_close_time,
+            },
+        )
+        try:
+            filters = self._execution.filters(signal.symbol)
+        except ExchangeError as exc:
+            self._fail(signal, type(exc).__name__, f"symbol filters unavailable: {exc}")
+            return
+        position = self._position_or_none(signal.symbol)
+        balance = self._balance_or_none()
+        passed = self._risk.validate_risk(signal, position, balance, filters)
+        if not passed or balance is None:  # validate_risk rejects a missing balance
+            self.stats.risk_rejections += 1
+            return
+        size = self._risk.calculate_position_size(signal, balance, filters)
+        result = self._execution.execute(signal, size.quantity, trace_id)
+        if result.ok:
+            self._executed(signal, result, size.quantity)
+        else:
+            self._fail(signal, result.error_type, result.error_message, result)
+
+    def _executed(self, signal: Signal, result: TradeResult, quantity: float) -> None:
+        assert result.entry is not None and result.take_profit and result.stop_loss
+        self.stats.trades_executed += 1
+        self._audit.log_event(
+            AuditEventType.TRADE_EXECUTED,
+            "execute_trade",
+            symbol=signal.symbol,
+            additional_data={
+                "signal_type": signal.signal_type.value,
+                "entry_price": result.entry.avg_price or signal.entry,
+                "signal_entry_price": signal.entry,
+                "quantity": result.entry.filled_quantity or quantity,
+                "leverage": self._execution.leverage,
+                "entry_order_id": result.entry.order_id,
+                "take_profit_algo_id": result.take_profit.algo_id,
+                "stop_loss_algo_id": result.stop_loss.algo_id,
+                "take_profit": result.take_profit.stop_price,
+                "stop_loss": result.stop_loss.stop_price,
+                "tp_sl_count": 2,
+            },
+        )
+
+    def _fail(
+        self,
+        signal: Signal,
+        error_type: str,
+        message: str,
+        result: TradeResult | None = None,
+    ) -> None:
+        self.stats.trades_failed += 1
+        data: dict[str, object] = {
+            "signal_type": signal.signal_type.value,
+            "entry_price": signal.entry,
+            "error_type": error_type,
+            "error_message": message,
+        }
+        if result is not None:
+            data["entry_filled"] = result.entry is not None
+            data["protective_close"] = result.protective_close is not None
+            data["position_left_open"] = result.position_left_open
+        if result is not None and result.position_left_open:
+            log.error("%s: %s", signal.symbol, message)
+        self._audit.log_event(
+            AuditEventType.TRADE_EXECUTION_FAILED,
+            "execute_trade",
+            symbol=signal.symbol,
+            error={"error_type": error_type, "error_message": message},
+            additional_data=data,
+        )
+
+    # ------------------------------------------------------------ internals
+
+    def _candles_of(self, candle: Candle) -> deque[Candle]:
+        key = (candle.symbol, candle.interval)
+        history = self._history.get(key)
+        if history is None:
+            history = self._history[key] = deque(maxlen=self._strategy.history_needed)
+        return history
+
+    def _position_or_none(self, symbol: str) -> Position | None:
+        """``None`` when the query failed (audited): the risk check then rejects."""
+        try:
+            return self._execution.get_position(symbol)
+        except ExchangeError:
+            return None
+
+    def _balance_or_none(self) -> Balance | None:
+        try:
+            return self._execution.get_account_balance()
+        except ExchangeError:
+            return None
+
+    def _cancel_sibling(self, symbol: str, cid: str, filled_role: str) -> None:
+        if cid in self._finished:
+            return
+        try:
+            cancelled = self._execution.cancel_order(
+                symbol, cid, reason=f"sibling_{filled_role}_filled"
+            )
+        except ExchangeError:
+            return  # audited as api_error; the venue's own cancel/expiry may still arrive
+        if cancelled is not None:
+            self._remember(cid)
+
+    def _remember(self, cid: str) -> None:
+        self._finished[cid] = None
+        while len(self._finished) > _REMEMBERED_ORDERS:
+            self._finished.popitem(last=False)
