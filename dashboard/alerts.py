@@ -50,6 +50,7 @@ from dashboard.alert_rules import (
     load_rules,
     open_alerts,
 )
+from dashboard.store import TrailStore
 
 __all__ = [
     "ALERTS_FILE_PREFIX",
@@ -439,8 +440,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if webhook_url
         else None
     )
-    from dashboard.store import TrailStore  # the process needs it; the library part does not
-
     store = TrailStore(audit_dir)
     service = AlertService(
         engine,
