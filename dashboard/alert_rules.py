@@ -349,6 +349,7 @@ class _Reading:
     value: float | None
     samples: int
     nodata_reason: str | None
+    note: str = ""  # appended to transition reasons
 
 
 @dataclass
@@ -395,9 +396,11 @@ class AlertEngine:
                 cache[key] = counts_fn(now - window, now, symbol)
             return cache[key]
 
+        # Read everything first: if counts_fn raises, no state has moved and the
+        # caller can simply evaluate again later without losing a notification.
+        readings = [self._read(rule, now, counts, last_seen) for rule in self.rules]
         out: list[Transition] = []
-        for rule in self.rules:
-            reading = self._read(rule, now, counts, last_seen)
+        for rule, reading in zip(self.rules, readings, strict=True):
             out.extend(self._step(self.states[rule.name], now, reading))
         return out
 
@@ -410,9 +413,10 @@ class AlertEngine:
     ) -> _Reading:
         assert self.started_at is not None
         if rule.is_staleness:
-            # Before the first record, silence is measured from when we started watching.
-            age = now - (last_seen if last_seen is not None else self.started_at)
-            return _Reading(max(age, 0.0), 0, None)
+            if last_seen is None:
+                # Before the first record, silence is measured from when we started watching.
+                return _Reading(max(now - self.started_at, 0.0), 0, None, "no record seen yet")
+            return _Reading(max(now - last_seen, 0.0), 0, None)
         if last_seen is not None and now - last_seen > rule.stale_after:
             return _Reading(
                 None, 0, f"trail stale: no record for {format_duration(now - last_seen)}"
@@ -429,10 +433,14 @@ class AlertEngine:
     def _step(self, st: RuleState, now: float, reading: _Reading) -> list[Transition]:
         rule = st.rule
         st.value, st.samples = reading.value, reading.samples
+        if st.since is None:
+            st.since = now
         before = st.state
         out: list[Transition] = []
 
         def move(to: AlertState, reason: str, note: Notification | None = None) -> None:
+            if reading.note:
+                reason = f"{reason}; {reading.note}"
             out.append(
                 Transition(
                     rule=rule,

@@ -271,6 +271,7 @@ def test_staleness_with_no_record_at_all_counts_from_when_the_engine_started() -
     assert engine.states["trail-stale"].state is AlertState.NORMAL
     out = engine.evaluate(T0 + 200, trail.counts, None)
     assert [t.notification for t in out] == [Notification.FIRED]
+    assert "no record seen yet" in out[0].text()
 
 
 def test_staleness_honours_pending() -> None:
@@ -288,6 +289,9 @@ def test_states_expose_thresholds_for_drawing() -> None:
     state = engine.states["risk-rejection-rate"]
     assert (state.fire_above, state.clear_below) == (0.5, 0.3)
     assert state.state is AlertState.NODATA and state.since is None
+    engine.evaluate(T0, FakeTrail().counts, None)
+    assert state.state is AlertState.NODATA and state.since == T0
+    assert state.reason == "no samples in 1m"
 
 
 def test_counts_are_asked_once_per_window_and_symbol() -> None:

@@ -204,3 +204,22 @@ def test_submit_never_blocks_the_caller_even_when_the_queue_is_full() -> None:
     assert notifier.failed >= 3
     release.set()
     notifier.close(grace=30)
+
+
+def test_history_reads_compressed_days_in_order_and_ignores_other_files(tmp_path: Path) -> None:
+    import gzip
+
+    service, source, _, _, logger = make_service(tmp_path, [rule()])
+    source.last_event_time = T0
+    source.now_counts = Counter(order_rejected=5)
+    service.tick()
+    logger.close()
+    alerts = tmp_path / "alerts"
+    (today,) = list(alerts.glob("alerts_*.jsonl"))
+    old = today.read_bytes().replace(b'"rule":"orders"', b'"rule":"older"')
+    with gzip.open(alerts / "alerts_20200101.jsonl.gz", "wb") as fh:
+        fh.write(old)
+    (alerts / "audit_20200101.jsonl").write_bytes(old)  # not an alerts file
+    (alerts / "alerts_20200101.jsonl.tmp").write_bytes(old)
+    rules = [r["additional_data"]["rule"] for r in read_alert_history(alerts)]
+    assert rules == ["older", "orders"]
