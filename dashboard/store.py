@@ -41,11 +41,15 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from watchdog.events import (
     DirCreatedEvent,
     FileClosedEvent,
@@ -61,7 +65,9 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from bot.audit import chain
+from bot.audit.events import EVENT_TYPE_VALUES
 from bot.audit.reader import (
+    MAX_LINE_BYTES,
     FollowedLine,
     ReadStats,
     Record,
@@ -203,16 +209,16 @@ class _ChainChecker:
             if day is not None:
                 self._day_start.setdefault(day, (self._seq, self._hash))
         line = raw + b"\n"
-        seal = chain.parse_seal(line)
+        seal: Any = chain.parse_seal(line)
         if seal is None:
             self._fail(file, number, "not a sealed audit record (edited or torn)")
             self._seq = self._hash = None
             return
-        seq, digest = seal
+        seq, prev, digest = seal if len(seal) == 3 else (seal[0], _prev_of(line), seal[1])
         if self._sealer.digest(chain.body_of(line)) != digest:
             hint = "" if self._sealer.keyed else " (or the trail is HMAC-sealed: set the key)"
             self._fail(file, number, f"hash does not match the content: edited{hint}")
-        elif self._hash is not None and line[chain.PREV_SLICE] != self._hash:
+        elif self._hash is not None and prev != self._hash:
             self._fail(file, number, "prev does not link to the previous record")
         elif self._seq is not None and seq != self._seq + 1:
             self._fail(file, number, f"seq {seq} follows {self._seq}: inserted/deleted/reordered")
@@ -224,6 +230,13 @@ class _ChainChecker:
         self.status.ok = False
         if self.status.problem is None:
             self.status.problem = f"{file} line {number}: {what}"
+
+
+def _prev_of(line: bytes) -> bytes:
+    """`prev` of a sealed line, for a ``parse_seal`` that returns only (seq, hash)."""
+    # `...,"prev":"<64 hex>","hash":"<64 hex>"}\n`
+    end = len(line) - len(b'"}\n') - 64 - len(b'","hash":"')
+    return line[end - 64 : end]
 
 
 def _history_lines(plan: list[tuple[Path, int]]) -> Iterator[tuple[str, int, bytes]]:
@@ -250,6 +263,169 @@ def _history_lines(plan: list[tuple[Path, int]]) -> Iterator[tuple[str, int, byt
                 for line in lines:
                     number += 1
                     yield path.name, number, line
+
+
+# ------------------------------------------------------------------ cold load, columnar
+
+_DETAIL_FIELDS = [("order_type", pa.string()), ("type", pa.string()), ("orderType", pa.string())]
+BULK_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.string()),
+        ("event_type", pa.string()),
+        ("operation", pa.string()),
+        ("symbol", pa.string()),
+        ("trace_id", pa.string()),
+        ("run_id", pa.string()),
+        ("order_data", pa.struct(_DETAIL_FIELDS)),
+        ("response", pa.struct(_DETAIL_FIELDS)),
+        ("error", pa.struct([("reason", pa.string())])),
+        (
+            "additional_data",
+            pa.struct([("requested_quantity", pa.float64()), ("capped_quantity", pa.float64())]),
+        ),
+    ]
+)
+"""The fields the aggregates need; pyarrow still checks that every line is valid JSON."""
+
+_BULK_PARSE = pa_json.ParseOptions(explicit_schema=BULK_SCHEMA, unexpected_field_behavior="ignore")
+# A block larger than any acceptable line: a longer line fails the block -> per-line path.
+_BULK_READ = pa_json.ReadOptions(block_size=MAX_LINE_BYTES + 1)
+_BULK_CHUNK = 8 << 20
+_TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+_EVENT_TYPES = pa.array(sorted(EVENT_TYPE_VALUES))
+_ORDER_TYPES = pa.array(sorted(ORDER_OUTCOMES))
+
+
+@dataclass
+class ColumnarChunk:
+    """Aggregates of one chunk of complete lines, computed by pyarrow without Python loops."""
+
+    rows: int
+    groups: list[tuple[int, str, str, str, int]]  # (bucket, event_type, symbol, detail, n)
+    capped: list[tuple[float, str, float, float]]
+    last_ts: float | None
+    last_heartbeat: float | None
+    symbols: set[str]
+
+
+def columnar_aggregate(
+    chunk: bytes, bucket_seconds: int = 60, max_year: int | None = None
+) -> ColumnarChunk | None:
+    """Aggregates of ``chunk`` (complete ``\\n``-terminated lines), or None when any line
+    might be malformed — the caller then reads that chunk line by line, which names
+    the reason of each bad line exactly."""
+    if not chunk:
+        return ColumnarChunk(0, [], [], None, None, set())
+    if not chunk.isascii():
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader(chunk), read_options=_BULK_READ, parse_options=_BULK_PARSE
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    rows = table.num_rows
+    if rows != chunk.count(b"\n"):
+        return None
+    stamp, kind = table.column("timestamp"), table.column("event_type")
+    if stamp.null_count or kind.null_count or table.column("operation").null_count:
+        return None
+    limit = max_year if max_year is not None else time.gmtime().tm_year + 1
+    try:
+        if not pc.all(pc.match_substring_regex(stamp, _TS_PATTERN)).as_py():
+            return None
+        years = pc.utf8_slice_codeunits(stamp, 0, 4).cast(pa.int32())
+        if pc.min(years).as_py() < 2000 or pc.max(years).as_py() > limit:
+            return None
+        if not pc.all(pc.is_in(kind, value_set=_EVENT_TYPES)).as_py():
+            return None
+        micros = pc.utf8_slice_codeunits(stamp, 0, -1).cast(pa.timestamp("us")).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # e.g. month 13: let the per-line path name it
+    order_data, response = table.column("order_data"), table.column("response")
+    order_type = pc.coalesce(
+        *(pc.struct_field(order_data, name) for name, _ in _DETAIL_FIELDS),
+        *(pc.struct_field(response, name) for name, _ in _DETAIL_FIELDS),
+        pa.scalar("unknown"),
+    )
+    reason = pc.coalesce(pc.struct_field(table.column("error"), "reason"), pa.scalar("unknown"))
+    detail = pc.if_else(
+        pc.equal(kind, _RISK_REJECTION),
+        reason,
+        pc.if_else(pc.is_in(kind, value_set=_ORDER_TYPES), order_type, pa.scalar("")),
+    )
+    symbol = pc.fill_null(table.column("symbol"), "")
+    bucket = pc.divide(micros, pa.scalar(bucket_seconds * 1_000_000, pa.int64()))  # >= 0
+    keyed = pa.table({"b": bucket, "e": kind, "s": symbol, "d": detail})
+    grouped = keyed.group_by(["b", "e", "s", "d"], use_threads=False).aggregate([("b", "count")])
+    groups = list(
+        zip(
+            grouped.column("b").to_pylist(),
+            grouped.column("e").to_pylist(),
+            grouped.column("s").to_pylist(),
+            grouped.column("d").to_pylist(),
+            grouped.column("b_count").to_pylist(),
+            strict=True,
+        )
+    )
+    capped_mask = pc.equal(kind, _CAPPED)
+    capped: list[tuple[float, str, float, float]] = []
+    if pc.any(capped_mask).as_py():
+        extra = pc.filter(table.column("additional_data"), capped_mask)
+        capped = [
+            (us / 1e6, sym, req or 0.0, cap or 0.0)
+            for us, sym, req, cap in zip(
+                pc.filter(micros, capped_mask).to_pylist(),
+                pc.filter(symbol, capped_mask).to_pylist(),
+                pc.struct_field(extra, "requested_quantity").to_pylist(),
+                pc.struct_field(extra, "capped_quantity").to_pylist(),
+                strict=True,
+            )
+        ]
+    beats = pc.filter(micros, pc.equal(kind, _HEARTBEAT))
+    last_beat = pc.max(beats).as_py() if len(beats) else None
+    return ColumnarChunk(
+        rows=rows,
+        groups=groups,
+        capped=capped,
+        last_ts=pc.max(micros).as_py() / 1e6,
+        last_heartbeat=last_beat / 1e6 if last_beat is not None else None,
+        symbols={s for s in pc.unique(symbol).to_pylist() if s},
+    )
+
+
+def _line_chunks(data: bytes, stop: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) ranges of ``data[:stop]`` of about ``size`` bytes, each ending just
+    after a newline (``data[:stop]`` ends with one)."""
+    start = 0
+    while start < stop:
+        end = data.find(b"\n", min(start + size, stop) - 1, stop)
+        end = stop if end < 0 else end + 1
+        yield start, end
+        start = end
+
+
+def _read_complete(path: Path) -> bytes:
+    """The complete lines of a day file (a partial last line is left to the follower)."""
+    try:
+        with open_trail_file(path) as fh:
+            data: bytes = fh.read()
+    except FileNotFoundError:
+        return b""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def _tail_start(data: bytes, lines: int) -> int:
+    """Offset where the last ``lines`` complete lines of ``data`` begin (data ends with \\n)."""
+    pos = len(data) - 1
+    for _ in range(lines):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            return 0
+    return pos + 1
 
 
 # ------------------------------------------------------------------ watching
@@ -299,6 +475,7 @@ class TrailStore:
         trace_events_limit: int = 500,
         capped_limit: int = 20_000,
         exact_limit: int = 200_000,
+        tail_lines: int | None = None,
     ) -> None:
         if bucket_seconds <= 0 or _DAY % bucket_seconds:
             raise ValueError("bucket_seconds must divide a day (e.g. 10, 60, 300)")
@@ -311,6 +488,8 @@ class TrailStore:
         self._trace_limit = trace_limit
         self._trace_events_limit = trace_events_limit
         self._exact_limit = exact_limit
+        # newest history lines loaded record by record (recent table, traces, exact edges)
+        self._tail_lines = tail_lines if tail_lines is not None else max(recent_limit, 20_000)
         key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
 
         self._lock = threading.Lock()  # aggregates
@@ -432,36 +611,101 @@ class TrailStore:
             return count
 
     def _bulk_load(self) -> int:
-        """Read every complete line of the history and position the follower after it."""
+        """Read every complete line of the history and position the follower after it.
+
+        The newest ``tail_lines`` lines go through the per-record path (they fill the
+        recent table and the trace LRU); everything older only feeds the counters, via
+        the columnar parser, chunk by chunk."""
+        paths = chain.trail_files(self.audit_dir)
+        loaded: dict[Path, bytes] = {}
+        tails: dict[Path, int] = {}
+        remaining = self._tail_lines
+        for path in reversed(paths):
+            if remaining <= 0:
+                break
+            data = loaded[path] = _read_complete(path)
+            tails[path] = _tail_start(data, remaining)
+            remaining -= data.count(b"\n", tails[path])
         plan: list[tuple[Path, int]] = []
         count = 0
-        for path in chain.trail_files(self.audit_dir):
-            try:
-                with open_trail_file(path) as fh:
-                    data: bytes = fh.read()
-            except FileNotFoundError:
-                continue
-            end = data.rfind(b"\n") + 1
-            lines = data[:end].split(b"\n")
-            lines.pop()
-            out: list[FollowedLine] = []
-            name = path.name
-            for number, line in enumerate(lines, start=1):
-                parsed = parse_line(line) if line else "empty_line"
-                if isinstance(parsed, str):
-                    self._stats.note_malformed(name, number, parsed, line)
-                else:
-                    self._stats.records += 1
-                out.append(FollowedLine(name, number, line, parsed))
-            count += self._apply(out, check=False)
-            try:
-                self._follower.resume(path, end, len(lines))
-            except FileNotFoundError:
-                continue
-            plan.append((path, end))
+        max_year = time.gmtime().tm_year + 1
+        with ThreadPoolExecutor(2, thread_name_prefix="trail-cold-load") as pool:
+            for path in paths:
+                data = loaded.pop(path) if path in loaded else _read_complete(path)
+                tail = tails.get(path, len(data))
+                number = 0
+                # pyarrow releases the GIL: parse the next chunks while this one is applied
+                pending: deque[tuple[bytes, Future[ColumnarChunk | None]]] = deque()
+                ranges = _line_chunks(data, tail, _BULK_CHUNK)
+                while True:
+                    for start, end in islice(ranges, 3 - len(pending)):
+                        chunk = data[start:end]
+                        job = pool.submit(columnar_aggregate, chunk, self.bucket_seconds, max_year)
+                        pending.append((chunk, job))
+                    if not pending:
+                        break
+                    chunk, job = pending.popleft()
+                    columns = job.result()
+                    if columns is None:
+                        lines = self._parse_lines(path.name, number, chunk.split(b"\n")[:-1])
+                        count += self._apply(lines, check=False)
+                        number += len(lines)
+                    else:
+                        self._stats.records += columns.rows
+                        count += self._apply_columns(columns)
+                        number += columns.rows
+                tail_lines = data[tail:].split(b"\n")[:-1]
+                count += self._apply(self._parse_lines(path.name, number, tail_lines), check=False)
+                number += len(tail_lines)
+                try:
+                    self._follower.resume(path, len(data), number)
+                except FileNotFoundError:
+                    continue
+                plan.append((path, len(data)))
+                del data
         self._checker.set_history(plan)
         self._bump()
         return count
+
+    def _parse_lines(self, name: str, first: int, lines: list[bytes]) -> list[FollowedLine]:
+        out: list[FollowedLine] = []
+        for number, line in enumerate(lines, start=first + 1):
+            if not line:
+                parsed: Record | str = "empty_line"
+            elif len(line) > MAX_LINE_BYTES:
+                parsed = "line_too_long"
+            else:
+                parsed = parse_line(line)
+            if isinstance(parsed, str):
+                self._stats.note_malformed(name, number, parsed, line)
+            else:
+                self._stats.records += 1
+            out.append(FollowedLine(name, number, line, parsed))
+        return out
+
+    def _apply_columns(self, columns: ColumnarChunk) -> int:
+        with self._lock:
+            for number, kind, symbol, detail, n in columns.groups:
+                key = self._keys.setdefault((kind, symbol, detail), (kind, symbol, detail))
+                bucket = self._buckets.get(number)
+                if bucket is None:
+                    bucket = self._buckets[number] = {}
+                bucket[key] = bucket.get(key, 0) + n
+                self._totals[kind] += n
+            self._capped.extend(columns.capped)
+            self._symbols.update(columns.symbols)
+            if columns.last_ts is not None and (
+                self.last_event_time is None or columns.last_ts > self.last_event_time
+            ):
+                self.last_event_time = columns.last_ts
+            if columns.last_heartbeat is not None and (
+                self.last_heartbeat_time is None
+                or columns.last_heartbeat > self.last_heartbeat_time
+            ):
+                self.last_heartbeat_time = columns.last_heartbeat
+            # The exact index only covers what went through the per-record path.
+            self._exact_floor = max(self._exact_floor, columns.last_ts or -math.inf)
+        return columns.rows
 
     def _ingest_lines(self, lines: list[FollowedLine]) -> int:
         return self._apply(lines, check=True) if lines else 0
