@@ -74,7 +74,7 @@ class RequestRecord:
         return f"{self.method} {self.path}"
 
 
-@dataclass
+@dataclass(eq=False)
 class _Conn:
     ws: web.WebSocketResponse
     streams: set[str]
@@ -186,13 +186,15 @@ class FakeBinance:
     async def _startup(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        site = web.SockSite(self._runner, sock)
         await site.start()
 
     async def _shutdown(self) -> None:

@@ -206,6 +206,8 @@ class AlgoOrder:
             "algoStatus": self.status,
             "actualOrderId": self.actual_order_id,
             "actualPrice": str(self.avg_price),
+            "avgPrice": str(self.avg_price),
+            "executedQty": str(self.executed_qty),
             "triggerPrice": str(self.trigger_price),
             "price": "0",
             "icebergQuantity": None,
@@ -276,6 +278,7 @@ class Venue:
         self.positions = {s.symbol: Position(s.symbol) for s in symbols}
         self.orders: list[Order] = []
         self.algo_orders: list[AlgoOrder] = []
+        self.unique_client_ids = "open"  # or "all"
         self._order_ids = itertools.count(8_000_000_001)
         self._algo_ids = itertools.count(3_000_000_001)
         self._trade_ids = itertools.count(100_001)
@@ -496,10 +499,19 @@ class Venue:
     # ------------------------------------------------------------- orders
 
     def _check_client_id(self, cid: str) -> None:
+        """Binance: "a unique id among open orders" — a filled order's id may be reused.
+
+        So a blind resend of a filled MARKET order *does* create a second order
+        here, as on the venue; tests catch that through ``orders``. With
+        ``unique_client_ids="all"`` every id ever used is refused instead.
+        """
         if not CLIENT_ID_RE.match(cid):
             raise VenueError(-4015, "Client order id is not valid.")
-        taken = any(o.client_order_id == cid for o in self.orders) or any(
-            a.client_algo_id == cid for a in self.algo_orders
+        strict = self.unique_client_ids == "all"
+        taken = any(
+            o.client_order_id == cid and (strict or o.status == "NEW") for o in self.orders
+        ) or any(
+            a.client_algo_id == cid and (strict or a.status == "NEW") for a in self.algo_orders
         )
         if taken:
             raise VenueError(-4116, "ClientOrderId is duplicated.")
