@@ -93,6 +93,13 @@ def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT) -> go.Figu
 
 
 def _no_data(fig: go.Figure, message: str = "No data in this range") -> go.Figure:
+    _note(fig, message)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _note(fig: go.Figure, message: str) -> None:
     fig.add_annotation(
         text=message,
         xref="paper",
@@ -102,9 +109,6 @@ def _no_data(fig: go.Figure, message: str = "No data in this range") -> go.Figur
         showarrow=False,
         font={"size": 14, "color": "#888"},
     )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
 
 
 def _threshold_traces(
@@ -170,10 +174,12 @@ def rates_over_time(
     if not buckets:
         return _no_data(fig)
     xs = [utc(start) for start, _ in buckets]
+    drawn = 0
     for metric in metrics:
         ys = [rate(metric, counts) for _, counts in buckets]
         if all(y is None for y in ys):
             continue
+        drawn += 1
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -190,6 +196,8 @@ def rates_over_time(
     _threshold_traces(fig, [t for t in thresholds if t.metric in metrics], x0, x1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="rate")
     fig.update_xaxes(title_text="time (UTC)")
+    if not drawn:  # thresholds alone still show where alerts would fire
+        _note(fig, "No samples in this range")
     return fig
 
 

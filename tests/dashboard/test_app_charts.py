@@ -26,6 +26,7 @@ def test_empty_inputs_give_a_no_data_figure_not_an_exception():
     for fig in (
         charts.signal_funnel([]),
         charts.rates_over_time([], ["risk_rejection_rate"]),
+        charts.rates_over_time([(T0, Counter())], ["risk_rejection_rate"]),
         charts.rejection_reasons({}),
         charts.rejection_reasons_over_time([]),
         charts.capping_over_time([]),
@@ -130,3 +131,13 @@ def test_order_outcomes_stack_outcomes_per_order_type():
 def test_figures_serialize_to_json():
     fig = charts.rates_over_time([(T0, Counter(order_placed=1))], ["order_rejection_rate"])
     assert '"Order rejection rate"' in fig.to_json()
+
+
+def test_a_rate_chart_without_samples_still_draws_thresholds_and_says_so():
+    fig = charts.rates_over_time(
+        [(T0, Counter(heartbeat=1))],
+        ["risk_rejection_rate"],
+        [Threshold("risk_rejection_rate", 0.5, "fires", "fire")],
+    )
+    assert [t.name for t in fig.data] == ["fires"]
+    assert fig.layout.annotations[0].text == "No samples in this range"
