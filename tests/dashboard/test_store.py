@@ -1,0 +1,413 @@
+"""dashboard.store.TrailStore: incremental ingest, robustness, aggregates, threads.
+
+Waits are deadline-based (``wait_until``); nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from watchdog.observers.api import BaseObserver
+
+from bot.audit import AuditLogger
+from bot.audit.reader import iter_records
+from dashboard.store import TrailStore, epoch_seconds
+from tests.dashboard.conftest import T0, FakeClock, wait_until, write_flow
+
+Writer = Callable[..., tuple[AuditLogger, FakeClock]]
+
+
+@pytest.fixture
+def stores() -> Iterator[Callable[..., TrailStore]]:
+    """TrailStore factory; every store is stopped at teardown."""
+    made: list[TrailStore] = []
+
+    def make(directory: Path, **options: object) -> TrailStore:
+        store = TrailStore(directory, poll_interval=0.2, **options)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.stop()
+
+
+def truth(
+    directory: Path, start: float = 0, end: float = 4e9, symbol: str | None = None
+) -> Counter[str]:
+    return Counter(
+        r["event_type"]
+        for r in iter_records(directory)
+        if start <= epoch_seconds(r["timestamp"]) < end
+        and (symbol is None or r.get("symbol") == symbol)
+    )
+
+
+def day_file(directory: Path) -> Path:
+    files = sorted(directory.glob("audit_*.jsonl"))
+    assert files, "no day file"
+    return files[-1]
+
+
+# ------------------------------------------------------------------ aggregates
+
+
+def test_cold_load_aggregates_match_the_trail(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    clock = make_trail(tmp_path, flows=24)
+    store = stores(tmp_path)
+    assert store.refresh() == sum(truth(tmp_path).values())
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert store.counts(0, 4e9, "ETHUSDT") == truth(tmp_path, symbol="ETHUSDT")
+    assert store.rejection_reasons(0, 4e9) == Counter(existing_position=6)
+    outcomes = store.order_outcomes(0, 4e9)
+    # 6 normal + 6 capped flows place entry, TP and SL; 6 failed ones are rejected
+    assert outcomes[("MARKET", "placed")] == 12 and outcomes[("MARKET", "rejected")] == 6
+    assert outcomes[("STOP_MARKET", "placed")] == 12
+    assert [q[1:] for q in store.capped_quantities(0, 4e9)] == [(2.0, 1.5)] * 6
+    assert store.symbols() == ["BTCUSDT", "ETHUSDT"]
+    assert store.last_event_time is not None and T0 < store.last_event_time < clock.now
+    assert store.last_heartbeat_time is not None
+    integrity = store.integrity
+    assert integrity.ok is True and integrity.problem is None
+    assert integrity.checked_records == sum(truth(tmp_path).values())
+
+
+def test_trace_lists_every_event_of_one_signal_in_order(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    tid = write_flow(logger, clock, "capped")
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path)
+    store.refresh()
+    assert [r["event_type"] for r in store.trace(tid)] == [
+        "signal_processing",
+        "risk_validation",
+        "position_size_capped",
+        "position_size_calculated",
+        "order_placed",
+        "order_placed",
+        "order_placed",
+        "trade_executed",
+    ]
+    assert store.recent_trace_ids()[1] == tid  # most recent activity first
+    assert store.trace("no-such-trace") == []
+
+
+def test_recent_is_newest_last_and_filtered(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=8)
+    store = stores(tmp_path)
+    store.refresh()
+    records = store.recent(1000)
+    stamps = [r["timestamp"] for r in records]
+    assert stamps == sorted(stamps) and len(records) == sum(truth(tmp_path).values())
+    rejected = store.recent(10, event_types=["risk_rejection"], symbol="BTCUSDT")
+    assert [r["event_type"] for r in rejected] == ["risk_rejection"]
+    assert len(store.recent(3)) == 3 and store.recent(3)[-1] == records[-1]
+    store.recent(1)[0]["event_type"] = "changed"  # a copy: the store is unaffected
+    assert store.recent(1)[0]["event_type"] != "changed"
+
+
+def test_counts_are_exact_when_a_window_cuts_a_bucket(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=40, gap=3.0)
+    store = stores(tmp_path)
+    store.refresh()
+    for start, end in ((T0 + 7.3, T0 + 101.9), (T0 + 61.5, T0 + 62.5), (T0 - 5, T0 + 30)):
+        assert store.counts(start, end) == truth(tmp_path, start, end), (start, end)
+
+
+def test_series_has_one_counter_per_bucket(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    clock = make_trail(tmp_path, flows=12)
+    store = stores(tmp_path)
+    store.refresh()
+    start = T0 // 60 * 60
+    series = store.series(start, clock.now)
+    assert [t for t, _ in series] == [start + 60 * i for i in range(len(series))]
+    assert sum((c for _, c in series), Counter()) == truth(tmp_path)
+    only = store.series(start, clock.now, event_types=["risk_rejection"])
+    assert sum((c for _, c in only), Counter()) == Counter(risk_rejection=3)
+    reasons = store.rejection_reason_series(start, clock.now)
+    assert sum((c for _, c in reasons), Counter()) == Counter(existing_position=3)
+
+
+def test_columnar_cold_load_agrees_with_the_line_parser(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=30)
+    columnar, lines = stores(tmp_path, tail_lines=0), stores(tmp_path, tail_lines=10**9)
+    columnar.refresh()
+    lines.refresh()
+    assert columnar.counts(0, 4e9) == lines.counts(0, 4e9)
+    assert columnar.series(T0 - 60, T0 + 600) == lines.series(T0 - 60, T0 + 600)
+    assert columnar.order_outcomes(0, 4e9) == lines.order_outcomes(0, 4e9)
+    assert columnar.capped_quantities(0, 4e9) == lines.capped_quantities(0, 4e9)
+    assert columnar.last_heartbeat_time == lines.last_heartbeat_time
+    assert columnar.integrity.ok is True
+
+
+# ------------------------------------------------------------------ reading robustly
+
+
+def test_a_partial_last_line_waits_for_its_end(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "rejected")
+    path = day_file(tmp_path)
+    data = path.read_bytes()
+    last = data[data.rstrip(b"\n").rfind(b"\n") + 1 :]
+    path.write_bytes(data[: -len(last)] + last[:25])
+    store = stores(tmp_path)
+    assert store.refresh() == 1
+    assert store.refresh() == 0
+    with open(path, "ab") as fh:
+        fh.write(last[25:])
+    assert store.refresh() == 1
+    assert store.counts(0, 4e9) == Counter(signal_processing=1, risk_rejection=1)
+    assert store.read_stats.malformed == 0 and store.integrity.ok is True
+
+
+STAMP = b'{"timestamp":"2026-11-18T10:00:00.000000Z",'
+MALFORMED = {
+    "invalid_json": STAMP + b'"event_type": ',
+    "not_utf8": STAMP + b'"event_type":"heartbeat","operation":"\xff\xfe"}',
+    "wrong_type:symbol": STAMP + b'"event_type":"heartbeat","operation":"x","symbol":5}',
+    "missing_field:operation": STAMP + b'"event_type":"heartbeat"}',
+    "unknown_event_type": STAMP + b'"event_type":"lunch","operation":"x"}',
+    "bad_timestamp": STAMP.replace(b"2026", b"2999") + b'"event_type":"heartbeat","operation":"x"}',
+    "line_too_long": STAMP + b'"event_type":"heartbeat","operation":"' + b"x" * (3 << 20) + b'"}',
+}
+
+
+@pytest.mark.parametrize("when", ["history", "live"])
+def test_every_kind_of_malformed_line_is_counted_never_fatal(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore], when: str
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "normal")
+    store = stores(tmp_path, tail_lines=0)
+    if when == "live":
+        store.refresh()
+    path = day_file(tmp_path)
+    with open(path, "ab") as fh:
+        for line in MALFORMED.values():
+            fh.write(line + b"\n")
+    write_flow(logger, clock, "rejected")
+    store.refresh()
+    stats = store.read_stats
+    assert dict(stats.malformed_by_reason) == dict.fromkeys(MALFORMED, 1)
+    assert stats.malformed == len(MALFORMED)
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert store.counts(0, 4e9)["risk_rejection"] == 1
+    integrity = store.integrity
+    assert integrity.ok is False and integrity.problem is not None
+    assert path.name in integrity.problem
+
+
+def test_day_rollover_is_followed(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    midnight = (T0 // 86_400 + 1) * 86_400
+    logger, clock = trail_writer(tmp_path, start=midnight - 3)
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path)
+    store.refresh()
+    clock.now = midnight + 1
+    write_flow(logger, clock, "normal")
+    assert len(list(tmp_path.glob("audit_*.jsonl"))) == 2
+    store.refresh()
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert store.counts(midnight, midnight + 60)["trade_executed"] == 1
+    assert store.integrity.ok is True
+
+
+def test_truncated_file_is_read_again_without_double_counting(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=8)
+    store = stores(tmp_path)
+    store.refresh()
+    path = day_file(tmp_path)
+    data = path.read_bytes()
+    cut = data.find(b"\n", len(data) // 2) + 1
+    os.truncate(path, cut)
+    store.refresh()
+    assert store.read_stats.truncations == 1
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert len(store.recent(10_000)) == sum(truth(tmp_path).values())
+
+
+def test_replaced_file_is_read_again(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=8)
+    store = stores(tmp_path)
+    store.refresh()
+    path = day_file(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    replacement = path.with_name("new.tmp")
+    replacement.write_bytes(b"".join(lines[:5]))
+    os.replace(replacement, path)
+    store.refresh()
+    assert store.read_stats.replacements == 1
+    assert store.counts(0, 4e9) == truth(tmp_path)
+
+
+def test_gzipped_history_is_read_and_compression_is_not_a_replacement(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    old = tmp_path / "old"
+    logger, clock = trail_writer(old, start=T0 - 86_400)
+    write_flow(logger, clock, "capped")
+    logger.close()
+    plain = day_file(old)
+    gz = tmp_path / (plain.name + ".gz")
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path)
+    store.refresh()
+    assert store.counts(0, 4e9)["position_size_capped"] == 1
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    # today's file compressed by a rotation job: continues, nothing counted twice
+    today = day_file(tmp_path)
+    logger.close()
+    compressed = today.with_name(today.name + ".gz")
+    compressed.write_bytes(gzip.compress(today.read_bytes()))
+    today.unlink()
+    store.refresh()
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert store.read_stats.replacements == 0
+
+
+# ------------------------------------------------------------------ integrity
+
+
+def test_an_edited_record_fails_integrity_and_names_the_line(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=4)
+    path = day_file(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b"BTCUSDT", b"BTCUSDX", 1)
+    path.write_bytes(b"".join(lines))
+    store = stores(tmp_path)
+    store.refresh()
+    integrity = store.integrity
+    assert integrity.ok is False
+    assert integrity.problem is not None and f"{path.name} line 4" in integrity.problem
+
+
+def test_live_lines_are_checked_as_they_arrive_and_gaps_are_not_failures(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path, hmac_key="k3y")
+    write_flow(logger, clock, "normal")
+    keyed, unkeyed = stores(tmp_path, hmac_key="k3y"), stores(tmp_path)
+    keyed.refresh()
+    unkeyed.refresh()
+    logger.log_event("audit_gap", "write_audit_record", additional_data={"dropped_records": 2})
+    logger.log_event("audit_recovered", "repair_torn_line", additional_data={"torn_bytes": 9})
+    keyed.refresh()
+    status = keyed.integrity
+    assert status.ok is True and (status.gaps, status.recoveries) == (1, 1)
+    assert status.checked_records == sum(truth(tmp_path).values())
+    assert unkeyed.integrity.ok is False and "HMAC" in (unkeyed.integrity.problem or "")
+
+
+# ------------------------------------------------------------------ threads
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["watchdog", "polling"])
+def test_the_watcher_sees_appended_records(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore], polling: bool
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path, polling=polling)
+    store.start()
+    assert store.counts(0, 4e9)["risk_rejection"] == 1
+    write_flow(logger, clock, "normal")
+    assert wait_until(lambda: store.counts(0, 4e9)["trade_executed"] == 1)
+    assert store.counts(0, 4e9) == truth(tmp_path)
+    assert wait_until(lambda: store.integrity.ok is True)
+
+
+def test_many_tabs_share_one_watcher_and_stop_cleans_up(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "normal")
+    store = stores(tmp_path)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def tab() -> None:
+        try:
+            store.start()  # every tab's script run calls it; only the first starts anything
+            while not done.is_set():
+                store.counts(0, 4e9)
+                store.series(T0 - 60, T0 + 600)
+                store.recent(50, symbol="BTCUSDT")
+                store.trace(next(iter(store.recent_trace_ids(1)), ""))
+                _ = store.read_stats, store.integrity
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    tabs = [threading.Thread(target=tab) for _ in range(6)]
+    for t in tabs:
+        t.start()
+    for kind in ("rejected", "capped", "failed"):
+        write_flow(logger, clock, kind)
+    expected = truth(tmp_path)
+    assert wait_until(lambda: store.counts(0, 4e9) == expected)
+    observers = [t for t in threading.enumerate() if isinstance(t, BaseObserver) and t.is_alive()]
+    ingest = [t for t in threading.enumerate() if t.name == "trail-ingest"]
+    assert len(observers) == 1 and len(ingest) == 1
+    done.set()
+    for t in tabs:
+        t.join(timeout=30)
+    assert not errors
+    store.stop()
+    store.stop()  # idempotent
+    assert not observers[0].is_alive() and not ingest[0].is_alive()
+    assert not store.running
+
+
+def test_wait_for_version_wakes_on_new_data(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path)
+    store.start()
+    version = store.version
+    write_flow(logger, clock, "rejected")
+    assert store.wait_for_version(version, timeout=15)
+    assert wait_until(lambda: store.counts(0, 4e9)["risk_rejection"] == 2)
+
+
+def test_a_missing_directory_is_empty_until_it_appears(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    audit_dir = tmp_path / "later"
+    store = stores(audit_dir)
+    store.start()
+    assert store.counts(0, 4e9) == Counter() and store.integrity.ok is True
+    logger, clock = trail_writer(audit_dir)
+    write_flow(logger, clock, "rejected")
+    assert wait_until(lambda: store.counts(0, 4e9)["risk_rejection"] == 1)
