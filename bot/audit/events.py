@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class EventCategory(str, Enum):
+class EventCategory(StrEnum):
     """Groups used for filtering and reports ("all order events")."""
 
     ORDER = "order"
@@ -19,7 +19,7 @@ class EventCategory(str, Enum):
     ALERT = "alert"
 
 
-class AuditEventType(str, Enum):
+class AuditEventType(StrEnum):
     """The `event_type` strings on disk; the values are the contract, never rename them."""
 
     ORDER_PLACED = "order_placed"
@@ -52,9 +52,6 @@ class AuditEventType(str, Enum):
     @property
     def category(self) -> EventCategory:
         return CATEGORY_OF[self]
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _E = AuditEventType

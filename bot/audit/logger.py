@@ -4,13 +4,18 @@ Why it looks like this:
 
 * ``log_event`` serializes, seals and ``write(2)``s the line before returning,
   so a killed process never loses an acknowledged record; ``fdatasync`` runs
-  on a background thread at a bounded interval, outside the write lock.
+  on a background thread at a bounded interval, outside the write lock, and
+  the head anchor is advanced only after a successful ``fdatasync``.
 * It never raises into trading code. Anything that goes wrong (serialization,
   disk full, permissions, a deleted directory) is counted in ``stats``, logged
   as a warning, and later written into the trail itself (``audit_gap`` /
   ``audit_recovered``) so the gap is part of the evidence.
-* Records that cannot be written are held *before* they are chained; dropping
-  one when the hold buffer is full therefore never breaks the chain.
+* Records that cannot be written are held *before* they are chained; when the
+  hold buffer is full, new records are dropped and counted, which never breaks
+  the chain: the ``audit_gap`` record sits where the dropped records would be.
+* The hot path (``log_event`` while the trail is healthy) is written for
+  speed: no ABC ``isinstance``, a per-second cached timestamp prefix, a key-set
+  pre-check that skips the redaction walk, and sealing inlined.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import contextvars
 import errno
 import fcntl
 import gzip
+import hashlib
+import hmac
 import logging
 import math
 import os
@@ -27,7 +34,8 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from binascii import hexlify
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,11 +57,16 @@ JsonObject = Mapping[str, Any]
 
 _TRACE: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_trace", default=None)
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-_SECRET_KEY_RE = re.compile(r"api[_-]?key|secret|signature|password|passphrase|token|hmac", re.I)
-_KEY_IS_SECRET: dict[str, bool] = {}  # memo: record keys repeat, the regex is slow
+_SECRET_KEY_RE = re.compile(
+    r"api[_-]?key|secret|signature|password|passphrase|token|hmac|private[_-]?key|auth", re.I
+)
 REDACTED = "[REDACTED]"
-_FIELDS = ("order_data", "response", "error", "additional_data")
 _CONTAINERS = (dict, list, tuple)
+_MEMO_LIMIT = 10_000
+_KEY_IS_SECRET: dict[Any, bool] = {}  # memo: record keys repeat, the regex is slow
+_SAFE_KEYS: set[str] = set()  # keys known not to be secret, for the one-call pre-check
+_sha256 = hashlib.sha256
+_hmac_digest = hmac.digest
 
 
 class AuditDirectoryLocked(RuntimeError):
@@ -91,16 +104,34 @@ class AuditStats:
     fsync_errors: int = 0
     fsyncs: int = 0
     serialization_fallbacks: int = 0
+    redactions: int = 0
+    recoveries: int = 0
     internal_errors: int = 0
     dropped_by_type: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
 class _Held:
+    """A timestamped, serialized record not yet chained (``payload`` lacks its closing brace)."""
+
     day: str
     payload: bytes
     event_type: str
     timestamp: str
+
+
+@dataclass
+class _Outage:
+    """What happened while the trail was unwritable; becomes one ``audit_gap`` record."""
+
+    since: str
+    first_error: str
+    write_errors: int = 0
+    held: int = 0
+    dropped: int = 0
+    dropped_by_type: Counter[str] = field(default_factory=Counter)
+    first_dropped: str | None = None
+    last_dropped: str | None = None
 
 
 class AuditLogger:
@@ -117,17 +148,14 @@ class AuditLogger:
         checkpoint_interval: float = 60.0,
         buffer_limit: int = 10_000,
         redact_values: tuple[str, ...] = (),
-        file_prefix: str = chain.FILE_PREFIX,
     ) -> None:
-        """``file_prefix`` names the day files (``<prefix>YYYYMMDD.jsonl``): the alerts
-        process writes its own trail, in the same format, as ``alerts_YYYYMMDD.jsonl``."""
         self.audit_dir = Path(audit_dir)
-        self.file_prefix = file_prefix
         self.run_id = run_id or f"run-{secrets.token_hex(6)}"
         self.stats = AuditStats()
         if isinstance(hmac_key, str):
             hmac_key = hmac_key.encode()
         self._sealer = chain.Sealer(hmac_key)
+        self._key = self._sealer.key if self._sealer.keyed else None
         self._run_tag = chain.run_tag(self.run_id)
         self._clock = clock
         self._fsync_interval = fsync_interval
@@ -141,19 +169,23 @@ class AuditLogger:
         self._fd_day = ""
         self._size = 0
         self._retired_fds: list[int] = []
-        self._since_sync: list[bytes] = []
+        self._unsynced = 0
+        self._dir_created_file = False
         self._seq = 0
         self._prev = chain.GENESIS_HASH.encode()
         self._last_ns = 0
         self._ts_sec = -1
-        self._ts_prefix = ""
+        self._ts_prefix = b""
         self._ts_day = ""
-        self._held: deque[_Held] = deque()
-        self._dropped: list[_Held] = []
-        self._failing_since: str | None = None
+        self._held: list[_Held] = []
+        self._outage: _Outage | None = None
+        self._slow = False  # held records, an outage or closed: take the careful path
         self._last_checkpoint_seq = -1
 
+        created = not self.audit_dir.exists()
         self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created:
+            os.chmod(self.audit_dir, 0o700)  # whatever the umask
         self._lock_fd = self._acquire_directory_lock()
         startup_notes = self._resume_chain()
         for event_type, operation, data in startup_notes:
@@ -177,32 +209,92 @@ class AuditLogger:
     ) -> None:
         """Append one record; returns after write(2) or after holding it. Never raises."""
         try:
-            kind = event_type.value if isinstance(event_type, AuditEventType) else event_type
-            tid = trace_id or _TRACE.get()
+            kind = event_type._value_ if type(event_type) is AuditEventType else str(event_type)
+            record: dict[str, Any] = {
+                "event_type": kind,
+                "operation": operation if type(operation) is str else str(operation),
+            }
+            if symbol is not None:
+                record["symbol"] = symbol if type(symbol) is str else str(symbol)
+            if trace_id is None:
+                trace_id = _TRACE.get()
+            if trace_id is not None:
+                record["trace_id"] = trace_id if type(trace_id) is str else str(trace_id)
+            objects = 0
+            keys_known = True
+            if order_data is not None:
+                record["order_data"] = order_data
+                objects += 1
+                keys_known = type(order_data) is dict and _SAFE_KEYS.issuperset(order_data)
+            if response is not None:
+                record["response"] = response
+                objects += 1
+                keys_known = (
+                    keys_known and type(response) is dict and _SAFE_KEYS.issuperset(response)
+                )
+            if error is not None:
+                record["error"] = error
+                objects += 1
+                keys_known = keys_known and type(error) is dict and _SAFE_KEYS.issuperset(error)
+            if additional_data is not None:
+                record["additional_data"] = additional_data
+                objects += 1
+                keys_known = (
+                    keys_known
+                    and type(additional_data) is dict
+                    and _SAFE_KEYS.issuperset(additional_data)
+                )
+            try:
+                rest = orjson.dumps(record, default=_json_default, option=_ORJSON_OPTS)
+            except (TypeError, orjson.JSONEncodeError):
+                rest = self._serialize_fallback(record)
+                keys_known = False
+            # Known keys and no nested object (exactly one `{` per object): nothing to
+            # redact. Otherwise walk the record; a `{` inside a string only costs the walk.
+            if objects and not (keys_known and rest.count(b"{") == objects + 1):
+                rest = _redact_payload(rest, self.stats)
+            for value in self._redact_values:
+                if value in rest:
+                    rest = rest.replace(value, REDACTED.encode())
+                    self.stats.redactions += 1
             with self._lock:
-                if self._closed:
-                    self._count_drop(kind)
-                    log.warning("audit record %s logged after close() was dropped", kind)
+                now = self._clock()
+                if now < self._last_ns:
+                    now = self._last_ns  # never let the trail go back in time
+                self._last_ns = now
+                if now // 1_000_000_000 != self._ts_sec:
+                    self._new_second(now // 1_000_000_000)
+                if self._slow or self._fd_day != self._ts_day:
+                    self._commit_slow(self._stamped(now, rest), kind)
                     return
-                day, stamp = self._timestamp()
-                record: dict[str, Any] = {
-                    "timestamp": stamp,
-                    "event_type": kind,
-                    "operation": operation,
-                }
-                if symbol is not None:
-                    record["symbol"] = symbol
-                if tid is not None:
-                    record["trace_id"] = tid
-                if order_data is not None:
-                    record["order_data"] = order_data
-                if response is not None:
-                    record["response"] = response
-                if error is not None:
-                    record["error"] = error
-                if additional_data is not None:
-                    record["additional_data"] = additional_data
-                self._commit(_Held(day, self._serialize(record), kind, stamp))
+                head = b'%s.%06dZ",%s%s%d,"prev":"%s' % (
+                    self._ts_prefix,
+                    now // 1000 % 1_000_000,
+                    rest[1:-1],
+                    self._run_tag,
+                    self._seq,
+                    self._prev,
+                )
+                key = self._key
+                if key is None:
+                    digest = hexlify(_sha256(head + b'"}').digest())
+                else:
+                    digest = hexlify(_hmac_digest(key, head + b'"}', "sha256"))
+                line = b'%s","hash":"%s"}\n' % (head, digest)
+                try:
+                    written = os.write(self._fd, line)  # type: ignore[arg-type]
+                except OSError as exc:
+                    self._on_write_failure(exc, self._stamped(now, rest), kind)
+                    return
+                if written != len(line):
+                    short = OSError(errno.ENOSPC, "short write to audit file")
+                    self._on_write_failure(short, self._stamped(now, rest), kind)
+                    return
+                self._size += written
+                self._seq += 1
+                self._prev = digest
+                self._unsynced += 1
+                self.stats.written += 1
         except Exception as exc:  # the logger must never break trading
             self.stats.internal_errors += 1
             log.exception("audit logger internal error: %s", exc)
@@ -287,8 +379,13 @@ class AuditLogger:
     def flush(self) -> None:
         """Write held records if possible and fsync now (tests, shutdown)."""
         with self._lock:
-            self._drain()
+            if self._slow and not self._closed:
+                self._drain()
         self._sync_once()
+
+    def checkpoint(self) -> None:
+        """Write an ``audit_checkpoint`` now (also done every ``checkpoint_interval``)."""
+        self._checkpoint()
 
     def close(self) -> None:
         """Checkpoint, fsync, update the anchor and release the directory. Idempotent."""
@@ -296,22 +393,26 @@ class AuditLogger:
             return
         self._stop.set()
         self._syncer.join(timeout=10)
+        with self._lock:
+            self._drain()
         self._checkpoint()
         with self._lock:
             self._drain()
             self._closed = True
+            self._slow = True
         self._sync_once()
         with self._lock:
-            if self._held or self._dropped:
+            if self._held or self._outage is not None:
                 log.error(
                     "audit trail closed with %d records unwritable",
-                    len(self._held) + len(self._dropped),
+                    len(self._held) + (self._outage.dropped if self._outage else 0),
                 )
             for fd in [*self._retired_fds, *([self._fd] if self._fd is not None else [])]:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._retired_fds.clear()
             self._fd = None
+            self._fd_day = ""
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -333,42 +434,63 @@ class AuditLogger:
         with self._lock:
             return self._seq, self._prev.decode()
 
+    @property
+    def keyed(self) -> bool:
+        return self._sealer.keyed
+
     # --------------------------------------------------------- serializing
 
-    def _timestamp(self) -> tuple[str, str]:
-        now = max(self._clock(), self._last_ns)  # never let the trail go back in time
-        self._last_ns = now
-        sec, ns = divmod(now, 1_000_000_000)
-        if sec != self._ts_sec:
-            moment = datetime.fromtimestamp(sec, UTC)
-            self._ts_sec = sec
-            self._ts_prefix = moment.strftime("%Y-%m-%dT%H:%M:%S")
-            self._ts_day = moment.strftime("%Y%m%d")
-        return self._ts_day, "%s.%06dZ" % (self._ts_prefix, ns // 1000)
+    def _new_second(self, sec: int) -> None:
+        moment = datetime.fromtimestamp(sec, UTC)
+        self._ts_sec = sec
+        self._ts_prefix = b'{"timestamp":"%s' % moment.strftime("%Y-%m-%dT%H:%M:%S").encode()
+        self._ts_day = moment.strftime("%Y%m%d")
 
-    def _serialize(self, record: dict[str, Any]) -> bytes:
-        try:
-            payload = orjson.dumps(record, default=_json_default, option=_ORJSON_OPTS)
-        except (TypeError, orjson.JSONEncodeError):
-            stringified: list[str] = []
-            safe = _sanitize(record, stringified, depth=0)
-            safe["audit_note"] = {"stringified_types": sorted(set(stringified))}
-            self.stats.serialization_fallbacks += 1
-            log.warning("audit record had unserializable values: %s", sorted(set(stringified)))
-            payload = orjson.dumps(safe, option=_ORJSON_OPTS)
-        if _any_secret_key(record):
-            payload = orjson.dumps(_redact(orjson.loads(payload)), option=_ORJSON_OPTS)
-        for value in self._redact_values:
-            if value in payload:
-                payload = payload.replace(value, REDACTED.encode())
-        return payload
+    def _stamped(self, now: int, rest: bytes) -> bytes:
+        """``{"timestamp":"...",<rest>`` without the closing brace: a record ready to seal."""
+        return b'%s.%06dZ",%s' % (self._ts_prefix, now // 1000 % 1_000_000, rest[1:-1])
+
+    def _now(self) -> tuple[str, str]:
+        """(day, timestamp) for records the logger writes about itself (lock held)."""
+        now = max(self._clock(), self._last_ns)
+        self._last_ns = now
+        if now // 1_000_000_000 != self._ts_sec:
+            self._new_second(now // 1_000_000_000)
+        prefix = self._ts_prefix[len(chain.TIMESTAMP_PREFIX) :].decode()
+        stamp = f"{prefix}.{now // 1000 % 1_000_000:06d}Z"
+        return self._ts_day, stamp
+
+    def _serialize_fallback(self, record: dict[str, Any]) -> bytes:
+        stringified: list[str] = []
+        safe = _sanitize(record, stringified, depth=0)
+        safe["audit_note"] = {"stringified_types": sorted(set(stringified))}
+        self.stats.serialization_fallbacks += 1
+        log.warning("audit record had unserializable values: %s", sorted(set(stringified)))
+        return orjson.dumps(safe, option=_ORJSON_OPTS)
+
+    def _own_payload(self, kind: AuditEventType, operation: str, data: dict[str, Any]) -> _Held:
+        day, stamp = self._now()
+        rest = orjson.dumps(
+            {"event_type": kind.value, "operation": operation, "additional_data": data},
+            default=_json_default,
+            option=_ORJSON_OPTS,
+        )
+        payload = b'{"timestamp":"%s",%s' % (stamp.encode(), rest[1:-1])
+        return _Held(day, payload, kind.value, stamp)
 
     # ------------------------------------------------------------- writing
 
-    def _commit(self, item: _Held) -> None:
-        if self._held or self._dropped:
+    def _commit_slow(self, payload: bytes, kind: str) -> None:
+        """Rollover, first write, or the trail was unwritable: write or hold ``payload``."""
+        stamp = payload[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27].decode()
+        item = _Held(self._ts_day, payload, kind, stamp)
+        if self._closed:
+            self._drop(item)
+            log.warning("audit record %s logged after close() was dropped", kind)
+            return
+        if self._slow:
             self._drain()
-            if self._held or self._dropped:
+            if self._slow:
                 self._hold(item)
                 return
         try:
@@ -376,6 +498,14 @@ class AuditLogger:
         except OSError as exc:
             self._on_write_error(exc)
             self._hold(item)
+
+    def _on_write_failure(self, exc: OSError, payload: bytes, kind: str) -> None:
+        """The hot path's write failed: undo any partial bytes, then hold the record."""
+        if self._fd is not None:
+            self._truncate_to_known_size(self._fd)
+        self._on_write_error(exc)
+        stamp = payload[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27].decode()
+        self._hold(_Held(self._ts_day, payload, kind, stamp))
 
     def _write(self, day: str, payload: bytes) -> None:
         fd = self._fd_for(day)
@@ -391,15 +521,16 @@ class AuditLogger:
         self._size += written
         self._seq += 1
         self._prev = digest
-        self._since_sync.append(line)
+        self._unsynced += 1
         self.stats.written += 1
 
     def _truncate_to_known_size(self, fd: int) -> None:
         """Remove a partial line so a later write never follows torn bytes."""
         try:
-            os.ftruncate(fd, self._size)
+            if os.fstat(fd).st_size != self._size:
+                os.ftruncate(fd, self._size)
         except OSError:
-            # Cannot repair now: reopen later, which re-runs the torn-tail repair.
+            # Cannot repair now: reopen later, which refuses a torn file until restart.
             self._retire_fd()
 
     def _fd_for(self, day: str) -> int:
@@ -408,12 +539,14 @@ class AuditLogger:
         if self._fd is not None:
             self._retire_fd()
         self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.audit_dir / f"{self.file_prefix}{day}.jsonl"
+        path = self.audit_dir / f"{chain.FILE_PREFIX}{day}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         size = os.fstat(fd).st_size
-        if size and _last_byte(fd, size) != b"\n":
+        if size and _last_byte(path, size) != b"\n":
             os.close(fd)
             raise OSError(errno.EIO, f"{path.name} ends with a torn line; repaired at next start")
+        if size == 0:
+            self._dir_created_file = True
         self._fd, self._fd_day, self._size = fd, day, size
         return fd
 
@@ -425,60 +558,75 @@ class AuditLogger:
 
     def _on_write_error(self, exc: OSError) -> None:
         self.stats.write_errors += 1
-        if self._failing_since is None:
-            self._failing_since = self._ts_prefix
+        self._slow = True
+        if self._outage is None:
+            _, stamp = self._now()
+            self._outage = _Outage(
+                since=stamp, first_error=errno.errorcode.get(exc.errno or 0, str(exc))
+            )
             log.warning("audit trail not writable (%s); holding records in memory", exc)
+        self._outage.write_errors += 1
 
     def _hold(self, item: _Held) -> None:
+        if len(self._held) >= self._buffer_limit:
+            self._drop(item)
+            return
         self._held.append(item)
         self.stats.held += 1
-        while len(self._held) > self._buffer_limit:
-            dropped = self._held.popleft()
-            self._dropped.append(dropped)
-            self.stats.dropped += 1
-            self.stats.dropped_by_type[dropped.event_type] += 1
+        if self._outage is not None:
+            self._outage.held += 1
 
-    def _count_drop(self, kind: str) -> None:
+    def _drop(self, item: _Held) -> None:
         self.stats.dropped += 1
-        self.stats.dropped_by_type[kind] += 1
+        self.stats.dropped_by_type[item.event_type] += 1
+        outage = self._outage
+        if outage is not None:
+            outage.dropped += 1
+            outage.dropped_by_type[item.event_type] += 1
+            outage.first_dropped = outage.first_dropped or item.timestamp
+            outage.last_dropped = item.timestamp
 
     def _drain(self) -> None:
-        """Write held records, then an audit_gap for any that had to be dropped."""
+        """Write held records in order, then one audit_gap describing the outage."""
         try:
-            while self._held:
-                item = self._held[0]
+            written = 0
+            for item in self._held:
                 self._write(item.day, item.payload)
-                self._held.popleft()
-            if self._dropped or self._failing_since is not None:
-                self._write_gap_record()
+                written += 1
+            self._held.clear()
         except OSError as exc:
+            del self._held[:written]
             self._on_write_error(exc)
+            return
+        if self._outage is not None:
+            try:
+                self._write_gap_record(self._outage)
+            except OSError as exc:
+                self._on_write_error(exc)
+                return
+        self._slow = self._closed
 
-    def _write_gap_record(self) -> None:
-        dropped = self._dropped
+    def _write_gap_record(self, outage: _Outage) -> None:
         data: dict[str, Any] = {
             "reason": "audit_trail_unwritable",
-            "unwritable_since": self._failing_since,
-            "write_errors": self.stats.write_errors,
-            "dropped_records": len(dropped),
-            "dropped_by_type": dict(Counter(d.event_type for d in dropped)),
+            "unwritable_since": outage.since,
+            "first_error": outage.first_error,
+            "write_errors": outage.write_errors,
+            "held_then_written": outage.held,
+            "dropped_records": outage.dropped,
+            "dropped_by_type": dict(outage.dropped_by_type),
         }
-        if dropped:
-            data["first_dropped_timestamp"] = dropped[0].timestamp
-            data["last_dropped_timestamp"] = dropped[-1].timestamp
-        day, stamp = self._timestamp()
-        payload = self._serialize(
-            {
-                "timestamp": stamp,
-                "event_type": AuditEventType.AUDIT_GAP.value,
-                "operation": "write_audit_record",
-                "additional_data": data,
-            }
+        if outage.dropped:
+            data["first_dropped_timestamp"] = outage.first_dropped
+            data["last_dropped_timestamp"] = outage.last_dropped
+        item = self._own_payload(AuditEventType.AUDIT_GAP, "write_audit_record", data)
+        self._write(item.day, item.payload)
+        self._outage = None
+        log.warning(
+            "audit trail writable again; %d records held then written, %d dropped",
+            outage.held,
+            outage.dropped,
         )
-        self._write(day, payload)
-        self._dropped = []
-        self._failing_since = None
-        log.warning("audit trail writable again; %d records were dropped", len(dropped))
 
     # ----------------------------------------------------- durability thread
 
@@ -487,7 +635,7 @@ class AuditLogger:
         while not self._stop.wait(self._fsync_interval):
             try:
                 with self._lock:
-                    if self._held or self._dropped:
+                    if self._slow and not self._closed:
                         self._drain()
                 self._sync_once()
                 if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
@@ -501,18 +649,23 @@ class AuditLogger:
         with self._lock:
             fd, retired = self._fd, self._retired_fds
             self._retired_fds = []
-            lines, self._since_sync = self._since_sync, []
+            count, self._unsynced = self._unsynced, 0
             seq, head, file_day = self._seq - 1, self._prev, self._fd_day
+            new_file, self._dir_created_file = self._dir_created_file, False
         for old in retired:
-            self._fsync(old, len(lines))
+            self._fsync(old, count)
             with contextlib.suppress(OSError):
                 os.close(old)
-        if fd is None or not lines:
+        if fd is None:
             return
-        if self._file_was_unlinked(fd):
-            self._rewrite_unlinked(fd, lines)
+        if _was_unlinked(fd):
+            self._recover_unlinked(fd)
             return
-        if self._fsync(fd, len(lines)) and seq >= 0:
+        if not count:
+            return
+        if new_file:
+            _fsync_directory(self.audit_dir)
+        if self._fsync(fd, count) and seq >= 0:
             self._write_anchor(file_day, seq, head.decode())
 
     def _fsync(self, fd: int, count: int) -> bool:
@@ -531,36 +684,65 @@ class AuditLogger:
             )
             return False
 
-    def _file_was_unlinked(self, fd: int) -> bool:
-        try:
-            return os.fstat(fd).st_nlink == 0
-        except OSError:
-            return True
-
-    def _rewrite_unlinked(self, fd: int, lines: list[bytes]) -> None:
-        """The day file (or the directory) was deleted under us: re-create it and
-        write again the records acknowledged since the last sync, so none is lost."""
+    def _recover_unlinked(self, fd: int) -> None:
+        """The day file (or the directory) was deleted under us. The open descriptor
+        still reaches the data, so copy it into a re-created file (bulk outside the
+        lock, the rest under it) and carry on: the chain stays intact."""
+        source = f"/proc/self/fd/{fd}"
         with self._lock:
-            if self._fd == fd:
-                self._retire_fd()
-            pending = lines + self._since_sync
-            self._since_sync = []
-            try:
-                target = self._fd_for(self._ts_day)
-                for line in pending:
-                    os.write(target, line)
-                    self._size += len(line)
-                self._since_sync.extend(pending)
-            except OSError as exc:
-                self._on_write_error(exc)
-                self.stats.dropped += len(pending)
-                pending = []
-        log.error("audit file was deleted while open; re-created it with %d records", len(pending))
+            day, size = self._fd_day, self._size
+        path = self.audit_dir / f"{chain.FILE_PREFIX}{day}.jsonl"
+        tmp = self.audit_dir / f".{path.name}.recover"
+        try:
+            self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(source, "rb") as src:
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                try:
+                    copied = _copy_range(src, out, 0, size)
+                    with self._lock:
+                        if self._fd != fd:
+                            return  # rolled over meanwhile: the old day is closed anyway
+                        copied += _copy_range(src, out, size, self._size)
+                        os.replace(tmp, path)
+                        new_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                        self._retired_fds.append(fd)
+                        self._fd = new_fd
+                        self._unsynced += 1
+                        self._dir_created_file = True
+                        self._relock_directory()
+                finally:
+                    os.close(out)
+        except OSError as exc:
+            log.error("audit file %s was deleted and could not be restored: %s", path.name, exc)
+            with self._lock:
+                if self._fd == fd:
+                    self._retire_fd()  # the next write re-creates the file; verify shows the break
+            self.stats.recoveries += 1
+            return
+        self.stats.recoveries += 1
+        log.error("audit file %s was deleted while open; restored %d bytes", path.name, copied)
         self.log_event(
             AuditEventType.AUDIT_RECOVERED,
-            "reopen_audit_file",
-            additional_data={"reason": "audit_file_deleted", "records_rewritten": len(pending)},
+            "restore_deleted_audit_file",
+            additional_data={
+                "reason": "audit_file_deleted",
+                "file": path.name,
+                "bytes_restored": copied,
+            },
         )
+
+    def _relock_directory(self) -> None:
+        """After the directory was deleted, hold the lock of the re-created one too."""
+        lock_path = self.audit_dir / chain.LOCK_FILE
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(self._lock_fd).st_ino:
+                return
+        except OSError:
+            pass
+        with contextlib.suppress(OSError, AuditDirectoryLocked):
+            old = self._lock_fd
+            self._lock_fd = self._acquire_directory_lock()
+            os.close(old)
 
     def _checkpoint(self) -> None:
         with self._lock:
@@ -574,7 +756,7 @@ class AuditLogger:
             additional_data={
                 "covers_seq": seq,
                 "covers_hash": head,
-                "file": f"{self.file_prefix}{day}.jsonl",
+                "file": f"{chain.FILE_PREFIX}{day}.jsonl",
                 "file_bytes": size,
                 "records_this_run": self.stats.written,
                 "keyed": self._sealer.keyed,
@@ -583,9 +765,9 @@ class AuditLogger:
 
     def _write_anchor(self, day: str, seq: int, head: str) -> None:
         """Head anchor outside the day files: a truncated tail shows up as missing seqs."""
-        anchor = {
+        anchor: dict[str, object] = {
             "version": 1,
-            "file": f"{self.file_prefix}{day}.jsonl",
+            "file": f"{chain.FILE_PREFIX}{day}.jsonl",
             "seq": seq,
             "hash": head,
             "run_id": self.run_id,
@@ -593,7 +775,7 @@ class AuditLogger:
         anchor["mac"] = self._sealer.digest(chain.anchor_message(anchor)).decode()
         tmp = self.audit_dir / (chain.ANCHOR_FILE + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, orjson.dumps(anchor) + b"\n")
                 os.fsync(fd)
@@ -615,7 +797,8 @@ class AuditLogger:
             os.close(fd)
             raise AuditDirectoryLocked(
                 f"audit directory {self.audit_dir} is already being written by another "
-                f"process ({owner or 'unknown'}); one writer per directory"
+                f"process ({owner or 'unknown owner'}); only one writer per directory is "
+                "allowed: stop the other bot or use another --audit-dir"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid={os.getpid()} run_id={self.run_id}\n".encode(), 0)
@@ -624,45 +807,84 @@ class AuditLogger:
     def _resume_chain(self) -> list[tuple[AuditEventType, str, dict[str, Any]]]:
         """Continue the chain from the last record on disk, repairing a torn tail."""
         notes: list[tuple[AuditEventType, str, dict[str, Any]]] = []
-        for path in reversed(chain.trail_files(self.audit_dir, self.file_prefix)):
-            if path.suffix == ".gz":
+        for path in reversed(chain.trail_files(self.audit_dir)):
+            if path.name.endswith(".gz"):
                 with gzip.open(path, "rb") as fh:
                     data = fh.read()
-                last = _last_sealed_line(data)
             else:
                 repaired = _repair_torn_tail(path)
                 if repaired is not None:
+                    self.stats.recoveries += 1
                     notes.append((AuditEventType.AUDIT_RECOVERED, "repair_torn_line", repaired))
                 with open(path, "rb") as fh:
                     data = _read_tail(fh)
-                last = _last_sealed_line(data)
+            last = _last_sealed_line(data)
             if last is not None:
-                self._seq = last[0] + 1
-                self._prev = last[1]
+                seq, digest, stamp = last
+                self._seq, self._prev = seq + 1, digest
+                with contextlib.suppress(ValueError):
+                    self._last_ns = chain.timestamp_ns(stamp)  # time never goes back
                 break
         anchor = chain.read_anchor(self.audit_dir)
-        if anchor is not None and isinstance(anchor.get("seq"), int):
-            if anchor["seq"] >= self._seq:
-                notes.append(
-                    (
-                        AuditEventType.AUDIT_GAP,
-                        "resume_chain",
-                        {
-                            "reason": "trail_shorter_than_head_anchor",
-                            "anchor_seq": anchor["seq"],
-                            "last_seq_on_disk": self._seq - 1,
-                            "missing_records": anchor["seq"] - self._seq + 1,
-                        },
-                    )
+        anchor_seq = anchor.get("seq") if anchor is not None else None
+        if isinstance(anchor_seq, int) and anchor_seq >= self._seq:
+            notes.append(
+                (
+                    AuditEventType.AUDIT_GAP,
+                    "resume_chain",
+                    {
+                        "reason": "trail_shorter_than_head_anchor",
+                        "anchor_seq": anchor_seq,
+                        "last_seq_on_disk": self._seq - 1,
+                        "missing_records": anchor_seq - self._seq + 1,
+                    },
                 )
+            )
+            log.error(
+                "audit trail ends at seq %d but its head anchor records seq %d: "
+                "records were removed from the end of the trail",
+                self._seq - 1,
+                anchor_seq,
+            )
         return notes
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def _last_byte(fd: int, size: int) -> bytes:
-    return os.pread(fd, 1, size - 1)
+def _last_byte(path: Path, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1)
+
+
+def _was_unlinked(fd: int) -> bool:
+    try:
+        return os.fstat(fd).st_nlink == 0
+    except OSError:
+        return False
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a newly created day file's directory entry durable."""
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _copy_range(src: Any, out: int, start: int, end: int) -> int:
+    src.seek(start)
+    copied = 0
+    while copied < end - start:
+        chunk = src.read(min(1 << 20, end - start - copied))
+        if not chunk:
+            break
+        os.write(out, chunk)
+        copied += len(chunk)
+    return copied
 
 
 def _read_tail(fh: Any, chunk: int = 1 << 16) -> bytes:
@@ -677,12 +899,13 @@ def _read_tail(fh: Any, chunk: int = 1 << 16) -> bytes:
         start = max(0, start - chunk)
 
 
-def _last_sealed_line(data: bytes) -> tuple[int, bytes] | None:
-    """(seq, hash) of the last complete sealed line in ``data``."""
+def _last_sealed_line(data: bytes) -> tuple[int, bytes, str] | None:
+    """(seq, hash, timestamp) of the last complete sealed line in ``data``."""
     for line in reversed(data.splitlines(keepends=True)):
         parsed = chain.parse_seal(line)
         if parsed is not None:
-            return parsed
+            stamp = line[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27]
+            return parsed[0], parsed[2], stamp.decode("ascii", errors="replace")
     return None
 
 
@@ -702,6 +925,7 @@ def _repair_torn_tail(path: Path) -> dict[str, Any] | None:
         os.fsync(fh.fileno())
     log.warning("repaired torn last line of %s (%d bytes removed)", path.name, len(torn))
     return {
+        "reason": "torn_last_line",
         "file": path.name,
         "truncated_at_byte": cut_at,
         "torn_bytes": len(torn),
@@ -710,15 +934,18 @@ def _repair_torn_tail(path: Path) -> dict[str, Any] | None:
 
 
 def _json_default(obj: Any) -> Any:
+    """orjson handles str/int/float/bool/None/dict/list/tuple/datetime/date/enum/UUID/numpy."""
     if isinstance(obj, Decimal):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+        # Exact digits as a JSON number; NaN/Infinity become null like floats do.
+        return orjson.Fragment(str(obj).encode()) if obj.is_finite() else None
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, Enum):
         return obj.value
+    if isinstance(obj, Mapping):
+        return dict(obj)
     raise TypeError
 
 
@@ -732,12 +959,11 @@ def _sanitize(value: Any, stringified: list[str], depth: int) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _sanitize(v, stringified, depth + 1) for k, v in value.items()}
+        return {_key(k): _sanitize(v, stringified, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_sanitize(v, stringified, depth + 1) for v in value]
     try:
-        converted = orjson.loads(orjson.dumps(value, default=_json_default, option=_ORJSON_OPTS))
-        return converted
+        return orjson.loads(orjson.dumps(value, default=_json_default, option=_ORJSON_OPTS))
     except (TypeError, orjson.JSONEncodeError):
         stringified.append(type(value).__name__)
         try:
@@ -746,46 +972,44 @@ def _sanitize(value: Any, stringified: list[str], depth: int) -> Any:
             return f"<unprintable {type(value).__name__}>"
 
 
-def _is_secret_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
+def _key(key: Any) -> Any:
+    return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)
+
+
+def _is_secret_key(key: Any) -> bool:
     known = _KEY_IS_SECRET.get(key)
     if known is None:
-        known = bool(_SECRET_KEY_RE.search(key))
-        if len(_KEY_IS_SECRET) < 10_000:
+        known = isinstance(key, str) and bool(_SECRET_KEY_RE.search(key))
+        if len(_KEY_IS_SECRET) < _MEMO_LIMIT:
             _KEY_IS_SECRET[key] = known
+            if not known and isinstance(key, str):
+                _SAFE_KEYS.add(key)
     return known
 
 
-def _any_secret_key(record: dict[str, Any]) -> bool:
-    for name in _FIELDS:
-        value = record.get(name)
-        if value is not None and _has_secret_key(value):
-            return True
-    return False
-
-
 def _has_secret_key(value: Any) -> bool:
-    """Hot path: plain ``dict``/``list`` checks, because ABC isinstance is slow."""
     if type(value) is dict:
-        memo = _KEY_IS_SECRET
         for key, inner in value.items():
-            secret = memo.get(key)
-            if secret is None:
-                secret = _is_secret_key(key)
-            if secret or (type(inner) in _CONTAINERS and _has_secret_key(inner)):
+            if _is_secret_key(key) or (type(inner) in _CONTAINERS and _has_secret_key(inner)):
                 return True
         return False
     if type(value) in _CONTAINERS:
-        return any(
-            _has_secret_key(v) for v in (value.values() if isinstance(value, Mapping) else value)
-        )
+        return any(_has_secret_key(v) for v in value)
     return False
 
 
+def _redact_payload(payload: bytes, stats: AuditStats) -> bytes:
+    """``payload`` with the value of every secret-named key, at any depth, replaced."""
+    record = orjson.loads(payload)
+    if not _has_secret_key(record):
+        return payload
+    stats.redactions += 1
+    return orjson.dumps(_redact(record))
+
+
 def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
+    if type(value) is dict:
         return {k: REDACTED if _is_secret_key(k) else _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if type(value) is list:
         return [_redact(v) for v in value]
     return value

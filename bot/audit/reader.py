@@ -112,8 +112,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with open_trail_file(path) as fh:
         data = fh.read()
     lines = data.split(b"\n")
-    for number, line in enumerate(lines[:-1], start=1):
-        yield number, line
+    yield from enumerate(lines[:-1], start=1)
 
 
 def iter_records(
