@@ -21,9 +21,9 @@ from bot.models import Balance, Position, Signal, SignalType, SymbolFilters
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    risk_percent: float = 1.0  # of the available balance, lost if the stop-loss is hit
-    max_position_percent: float = 25.0  # of the balance, as margin (notional / leverage)
-    leverage: int = 5
+    risk_percent: float  # of the available balance, lost if the stop-loss is hit
+    max_position_percent: float  # of the balance, as margin (notional / leverage)
+    leverage: int
 
 
 @dataclass(frozen=True, slots=True)

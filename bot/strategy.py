@@ -69,11 +69,11 @@ class EmaCrossStrategy:
     candle is bounded.
     """
 
-    fast_period: int = 5
-    slow_period: int = 13
+    fast_period: int = 3
+    slow_period: int = 8
     atr_period: int = 14
-    take_profit_atr: float = 3.0
-    stop_loss_atr: float = 1.5
+    take_profit_atr: float = 4.0
+    stop_loss_atr: float = 2.0
     name: str = "ema_cross"
 
     @property

@@ -1,0 +1,287 @@
+"""``python -m bot``: the composition root, the only place concrete classes are chosen.
+
+settings → one AuditLogger → exchange (paper or Binance) → execution, risk,
+strategy, engine → market feed. Startup follows SPEC §3: sync the clock
+(testnet/live), set margin type and leverage per symbol, backfill, stream.
+SIGINT/SIGTERM set a stop flag; the feed returns, ``bot_stopped`` is written
+and the logger closes, so no audit line is ever torn. Exit codes: 0 clean
+stop (signal, or the replayed data ended), 1 runtime failure, 2 bad
+configuration (nothing traded).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger
+from bot.config import Settings, load_settings
+from bot.engine import TradingEngine
+from bot.errors import ConfigError, ExchangeError
+from bot.exchange.base import Exchange
+from bot.exchange.paper import PaperExchange
+from bot.execution import OrderExecutionManager, RetryPolicy
+from bot.market.base import MarketFeed
+from bot.market.replay import ReplayMarket
+from bot.market.sim import SimulatedMarket
+from bot.models import Candle, MarginType
+from bot.risk import RiskLimits, RiskManager
+from bot.strategy import EmaCrossStrategy
+
+log = logging.getLogger("bot")
+
+
+@dataclass
+class Venue:
+    exchange: Exchange
+    feed: MarketFeed
+    symbols: list[str]
+    intervals: list[str]
+    on_candle: list[Callable[[Candle], None]]
+
+
+def build_venue(settings: Settings) -> Venue:
+    """Pick the exchange and the market feed for the mode and market."""
+    symbols, intervals = list(settings["symbols"]), list(settings["intervals"])
+    mode, market = settings["mode"], settings["market"]
+    exchange: Exchange
+    sinks: list[Callable[[Candle], None]] = []
+    if mode == "paper":
+        paper = PaperExchange(
+            initial_balance=settings["paper.initial_balance"],
+            fee_rate=settings["paper.fee_rate"],
+            slippage_bps=settings["paper.slippage_bps"],
+        )
+        exchange, sinks = paper, [paper.on_market_candle]
+    else:
+        from bot.exchange.binance import BinanceExchange
+
+        exchange = BinanceExchange(
+            api_key=settings.secrets.api_key,
+            api_secret=settings.secrets.api_secret,
+            testnet=mode == "testnet",
+            base_url=settings.futures_url,
+            ws_url=settings.ws_url,
+        )
+    feed: MarketFeed
+    if market == "sim":
+        feed = SimulatedMarket(
+            symbols,
+            intervals,
+            seed=settings["seed"],
+            speed=settings["speed"],
+            volatility=settings["sim.volatility"],
+            history=settings["backfill"],
+        )
+    elif market == "replay":
+        replay = ReplayMarket(
+            settings["data"],
+            symbols=symbols,
+            intervals=intervals,
+            speed=settings["speed"],
+            history=settings["backfill"],
+        )
+        symbols = sorted({s for s, _ in replay.streams})
+        intervals = sorted({i for _, i in replay.streams})
+        feed = replay
+    else:
+        from bot.market.binance import BinanceMarketFeed
+
+        feed = BinanceMarketFeed(
+            symbols=symbols,
+            intervals=intervals,
+            testnet=mode == "testnet",
+            base_url=settings.futures_url,
+            ws_url=settings.ws_url,
+        )
+    return Venue(exchange, feed, symbols, intervals, sinks)
+
+
+class Bot:
+    """The wired components of one run."""
+
+    def __init__(self, settings: Settings, audit: AuditLogger) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.venue = build_venue(settings)
+        self.execution = OrderExecutionManager(
+            self.venue.exchange,
+            audit,
+            leverage=settings["risk.leverage"],
+            margin_type=MarginType(settings["risk.margin_type"]),
+            retry=RetryPolicy(
+                max_attempts=settings["execution.max_attempts"],
+                backoff_base=settings["execution.backoff_base_seconds"],
+                backoff_max=settings["execution.backoff_max_seconds"],
+            ),
+        )
+        self.engine = TradingEngine(
+            strategy=EmaCrossStrategy(
+                fast_period=settings["strategy.fast_period"],
+                slow_period=settings["strategy.slow_period"],
+                atr_period=settings["strategy.atr_period"],
+                take_profit_atr=settings["strategy.take_profit_atr"],
+                stop_loss_atr=settings["strategy.stop_loss_atr"],
+            ),
+            risk=RiskManager(
+                RiskLimits(
+                    risk_percent=settings["risk.risk_percent"],
+                    max_position_percent=settings["risk.max_position_percent"],
+                    leverage=settings["risk.leverage"],
+                ),
+                audit,
+            ),
+            execution=self.execution,
+            audit=audit,
+        )
+        self.venue.on_candle.append(self.engine.on_candle)
+
+    def start(self) -> None:
+        """Clock, symbol setup and backfill (SPEC §3). Raises ExchangeError on failure."""
+        venue = self.venue
+        if self.settings["mode"] != "paper":
+            offset = venue.exchange.sync_clock()
+            log.info("clock offset to %s: %d ms", venue.exchange.name, offset)
+        for symbol in venue.symbols:
+            self.execution.configure_symbol(symbol)
+        pairs = [(s, i) for s in venue.symbols for i in venue.intervals]
+        for n, (symbol, interval) in enumerate(pairs, start=1):
+            candles = venue.feed.backfill(symbol, interval, self.settings["backfill"])
+            for candle in candles:
+                for sink in venue.on_candle[:-1]:  # the exchange sees prices; no signals yet
+                    sink(candle)
+            self.engine.seed_history(candles)
+            log.info(
+                "backfill %d/%d: %s %s, %d candles", n, len(pairs), symbol, interval, len(candles)
+            )
+        venue.exchange.subscribe_order_updates(self.engine.on_order_update)
+
+    def run(self, stop: threading.Event) -> None:
+        """Stream until ``stop`` is set or the feed ends, with heartbeats meanwhile."""
+        sinks = self.venue.on_candle
+
+        def on_candle(candle: Candle) -> None:
+            for sink in sinks:
+                sink(candle)
+
+        beat = threading.Thread(
+            target=self._heartbeats, args=(stop,), name="heartbeat", daemon=True
+        )
+        beat.start()
+        try:
+            self.venue.feed.run(on_candle, stop)
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+
+    def close(self) -> None:
+        self.venue.feed.close()
+        self.venue.exchange.close()
+
+    def _heartbeats(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings["heartbeat_seconds"]):
+            self.engine.heartbeat()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        print(f"python -m bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings["log_level"],
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        audit = AuditLogger(
+            settings["audit_dir"],
+            hmac_key=settings.secrets.audit_hmac_key or None,
+            redact_values=settings.secrets.values(),
+        )
+    except AuditDirectoryLocked as exc:
+        print(f"python -m bot: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)  # no I/O here: just raise the flag
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with audit:
+        return _run(settings, audit, stop, received)
+
+
+def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received: list[str]) -> int:
+    started = time.monotonic()
+    try:
+        bot = Bot(settings, audit)
+    except ConfigError as exc:  # e.g. an unreadable replay file
+        print(f"python -m bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    audit.log_event(
+        AuditEventType.BOT_STARTED,
+        "main",
+        additional_data={
+            **settings.summary(),
+            "symbols": bot.venue.symbols,
+            "intervals": bot.venue.intervals,
+            "exchange": bot.venue.exchange.name,
+            "run_id": audit.run_id,
+        },
+    )
+    log.info(
+        "bot started: mode=%s market=%s symbols=%s intervals=%s audit_dir=%s",
+        settings["mode"],
+        settings["market"],
+        ",".join(bot.venue.symbols),
+        ",".join(bot.venue.intervals),
+        settings["audit_dir"],
+    )
+    reason, code = "signal", 0
+    try:
+        if not stop.is_set():
+            bot.start()
+        if not stop.is_set():
+            bot.run(stop)
+        if not received:
+            reason = "market_data_ended"
+    except ExchangeError as exc:
+        log.error("stopping: %s", exc)
+        reason, code = f"exchange_error: {type(exc).__name__}", 1
+    except Exception:
+        log.exception("stopping on an unexpected error")
+        reason, code = "internal_error", 1
+    finally:
+        bot.close()
+        audit.log_event(
+            AuditEventType.BOT_STOPPED,
+            "main",
+            additional_data={
+                "reason": reason,
+                "signal": received[0] if received else None,
+                "exit_code": code,
+                "uptime_seconds": round(time.monotonic() - started, 3),
+                "candles_processed": bot.engine.stats.candles,
+                "signals": bot.engine.stats.signals,
+                "trades_executed": bot.engine.stats.trades_executed,
+                "trades_failed": bot.engine.stats.trades_failed,
+                "risk_rejections": bot.engine.stats.risk_rejections,
+            },
+        )
+        log.info("bot stopped (%s)", reason)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

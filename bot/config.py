@@ -1,0 +1,341 @@
+"""Settings from defaults, a TOML file, the environment and the command line.
+
+The only reader of ``os.environ`` in the bot. Precedence, lowest first:
+built-in defaults, ``--config FILE`` (TOML), environment (``AUDIT_DIR``),
+command-line flags. Every value is checked against one table of keys
+(:data:`KEYS`) before anything trades; a bad one raises
+:class:`~bot.errors.ConfigError` naming the key and what is allowed, and an
+unknown key is refused rather than ignored (a typo must not silently fall
+back to a default). Secrets come only from the environment and are kept out
+of ``repr`` and of :meth:`Settings.summary`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import ConfigError
+
+BINANCE_INTERVALS = (
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
+)  # fmt: skip
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+LIVE_CONFIRMATION_FLAG = "--i-understand-live-trading"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One setting: dotted name, type, default, and the rule with its human wording."""
+
+    name: str
+    kind: type
+    default: Any
+    allowed: str
+    valid: Callable[[Any], bool] = lambda _: True
+
+
+def _between(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], bool]:
+    return lambda v: (lo < v if lo_open else lo <= v) and v <= hi
+
+
+def _above_zero(hi: float) -> Callable[[Any], bool]:
+    return _between(0, hi, lo_open=True)
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+def _all(rule: Callable[[str], bool], *, max_items: int = 50) -> Callable[[Any], bool]:
+    return lambda v: 0 < len(v) <= max_items and len(set(v)) == len(v) and all(map(rule, v))
+
+
+KEYS: tuple[Key, ...] = (
+    Key("mode", str, "paper", "paper, testnet, live", _one_of("paper", "testnet", "live")),
+    Key("market", str, "", "sim, replay, binance", _one_of("sim", "replay", "binance")),
+    Key("data", list, [], "list of kline CSV/ZIP file paths", lambda v: True),
+    Key("seed", int, 42, "integer >= 0", lambda v: v >= 0),
+    Key("speed", float, 60.0, "number 0..100000 (0: as fast as possible)", _between(0, 1e5)),
+    Key("audit_dir", str, "logs/audit", "a directory path", lambda v: bool(v.strip())),
+    Key(
+        "symbols",
+        list,
+        ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        "1..50 distinct upper-case symbols like BTCUSDT",
+        _all(lambda s: bool(_SYMBOL_RE.match(s))),
+    ),
+    Key(
+        "intervals",
+        list,
+        ["1m", "5m"],
+        "distinct Binance intervals: " + ", ".join(BINANCE_INTERVALS),
+        _all(lambda s: s in BINANCE_INTERVALS),
+    ),
+    Key("backfill", int, 100, "integer 0..1500 (candles per interval)", _between(0, 1500)),
+    Key("heartbeat_seconds", float, 60.0, "number 0.1..3600", _between(0.1, 3600)),
+    Key(
+        "log_level",
+        str,
+        "INFO",
+        "DEBUG, INFO, WARNING, ERROR",
+        _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Key("risk.risk_percent", float, 1.0, "number > 0 and <= 10", _above_zero(10)),
+    Key(
+        "risk.max_position_percent",
+        float,
+        20.0,
+        "number > 0 and <= 100 (margin as % of balance)",
+        _above_zero(100),
+    ),
+    Key("risk.leverage", int, 10, "integer 1..125", _between(1, 125)),
+    Key("risk.margin_type", str, "ISOLATED", "ISOLATED, CROSSED", _one_of("ISOLATED", "CROSSED")),
+    Key("strategy.name", str, "ema_cross", "ema_cross", _one_of("ema_cross")),
+    Key("strategy.fast_period", int, 3, "integer 1..200", _between(1, 200)),
+    Key("strategy.slow_period", int, 8, "integer 2..500, above fast_period", _between(2, 500)),
+    Key("strategy.atr_period", int, 14, "integer 1..200", _between(1, 200)),
+    Key("strategy.take_profit_atr", float, 4.0, "number > 0 and <= 50", _above_zero(50)),
+    Key("strategy.stop_loss_atr", float, 2.0, "number > 0 and <= 50", _above_zero(50)),
+    Key("paper.initial_balance", float, 10_000.0, "number > 0", lambda v: v > 0),
+    Key("paper.fee_rate", float, 0.0004, "number 0..0.01 (0.0004 = 0.04%)", _between(0, 0.01)),
+    Key("paper.slippage_bps", float, 2.0, "number 0..500", _between(0, 500)),
+    Key(
+        "sim.volatility", float, 0.0015, "number > 0 and <= 0.05 (per 1m candle)", _above_zero(0.05)
+    ),
+    Key("execution.max_attempts", int, 4, "integer 1..10", _between(1, 10)),
+    Key("execution.backoff_base_seconds", float, 0.5, "number 0..60", _between(0, 60)),
+    Key("execution.backoff_max_seconds", float, 8.0, "number 0..300", _between(0, 300)),
+)
+_BY_NAME = {k.name: k for k in KEYS}
+_SECTIONS = sorted({k.name.split(".")[0] for k in KEYS if "." in k.name})
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Values that must never reach a log or the audit trail."""
+
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    audit_hmac_key: str = field(default="", repr=False)
+
+    def values(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.api_key, self.api_secret, self.audit_hmac_key) if v)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated settings. ``values`` holds every key of :data:`KEYS` by dotted name."""
+
+    values: Mapping[str, Any]
+    secrets: Secrets
+    futures_url: str | None = None
+    ws_url: str | None = None
+    config_file: str | None = None
+    live_confirmed: bool = False
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``bot_started`` records: every setting, no secret."""
+        return {
+            **self.values,
+            "config_file": self.config_file,
+            "futures_url": self.futures_url,
+            "ws_url": self.ws_url,
+            "has_binance_credentials": bool(self.secrets.api_key and self.secrets.api_secret),
+            "audit_keyed": bool(self.secrets.audit_hmac_key),
+        }
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Binance USD-M futures bot with a hash-chained audit trail.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (see config.example.toml)")
+    p.add_argument("--mode", help="paper (default), testnet or live")
+    p.add_argument("--market", help="sim (paper default), replay or binance (testnet/live default)")
+    p.add_argument("--data", action="append", metavar="FILE", help="kline CSV for --market replay")
+    p.add_argument("--seed", help="sim: random seed (same seed, same prices)")
+    p.add_argument("--speed", help="sim/replay: simulated seconds per real second (0: max)")
+    p.add_argument("--audit-dir", dest="audit_dir", help="audit trail directory (env AUDIT_DIR)")
+    p.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    p.add_argument("--intervals", help="comma-separated, e.g. 1m,5m")
+    p.add_argument("--backfill", help="candles per interval loaded before streaming")
+    p.add_argument("--heartbeat-seconds", dest="heartbeat_seconds", help="heartbeat period")
+    p.add_argument("--leverage", dest="risk.leverage", help="leverage per symbol")
+    p.add_argument("--risk-percent", dest="risk.risk_percent", help="%% of balance risked")
+    p.add_argument(
+        "--max-position-percent", dest="risk.max_position_percent", help="margin cap, %%"
+    )
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        LIVE_CONFIRMATION_FLAG,
+        dest="live_confirmed",
+        action="store_true",
+        help="required with --mode live: real orders, real money",
+    )
+    return p
+
+
+def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, dict):
+            if name not in _SECTIONS:
+                raise ConfigError(
+                    f"{name}: unknown section in {source} (allowed: {', '.join(_SECTIONS)})"
+                )
+            for sub, inner in value.items():
+                flat[f"{name}.{sub}"] = inner
+        else:
+            flat[name] = value
+    for name in flat:
+        if name not in _BY_NAME:
+            section = name.rpartition(".")[0]
+            known = [k.name for k in KEYS if k.name.rpartition(".")[0] == section]
+            raise ConfigError(f"{name}: unknown key in {source} (allowed: {', '.join(known)})")
+    return flat
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    """Type-check one value (TOML value or command-line string) for ``key``."""
+    wrong = ConfigError(f"{key.name}: {value!r} is not allowed (allowed: {key.allowed})")
+    if key.kind is list:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong
+        return value
+    if isinstance(value, bool):
+        raise wrong
+    if key.kind is int:
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+        if isinstance(value, int):
+            return value
+        raise wrong
+    if key.kind is float:
+        try:
+            number = float(value) if isinstance(value, (str, int, float)) else math.nan
+        except ValueError:
+            raise wrong from None
+        if not math.isfinite(number):
+            raise wrong
+        return number
+    if not isinstance(value, str):
+        raise wrong
+    return value
+
+
+def _check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in schemes or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{name}: {url!r} is not allowed (allowed: scheme and host only, e.g. {example})"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name}: {url!r} must not have a query or fragment")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse, merge and validate everything. Raises ConfigError; argparse exits on bad flags."""
+    env = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
+    config_file = args.pop("config")
+    live_confirmed = bool(args.pop("live_confirmed"))
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                layers.append((config_file, _flatten(tomllib.load(fh), config_file)))
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {config_file} ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {config_file} is not valid TOML ({exc})") from None
+    if env.get("AUDIT_DIR"):
+        layers.append(("environment", {"audit_dir": env["AUDIT_DIR"]}))
+    layers.append(("command line", {k: v for k, v in args.items() if v is not None}))
+
+    values: dict[str, Any] = {k.name: k.default for k in KEYS}
+    explicit: set[str] = set()
+    for _source, layer in layers:
+        for name, raw in layer.items():
+            values[name] = _coerce(_BY_NAME[name], raw)
+            explicit.add(name)
+    if "market" not in explicit:
+        values["market"] = "sim" if values["mode"] == "paper" else "binance"
+    for key in KEYS:
+        if not key.valid(values[key.name]):
+            raise ConfigError(
+                f"{key.name}: {values[key.name]!r} is not allowed (allowed: {key.allowed})"
+            )
+    _check_combinations(values, live_confirmed)
+
+    secrets = Secrets(
+        api_key=env.get("BINANCE_API_KEY", ""),
+        api_secret=env.get("BINANCE_API_SECRET", ""),
+        audit_hmac_key=env.get("AUDIT_HMAC_KEY", ""),
+    )
+    if values["mode"] != "paper":
+        for name, value in (
+            ("BINANCE_API_KEY", secrets.api_key),
+            ("BINANCE_API_SECRET", secrets.api_secret),
+        ):
+            if not value:
+                raise ConfigError(f"{name}: required in the environment for mode {values['mode']}")
+    futures_url = env.get("BINANCE_FUTURES_URL") or None
+    ws_url = env.get("BINANCE_WS_URL") or None
+    return Settings(
+        values=values,
+        secrets=secrets,
+        futures_url=futures_url
+        and _check_url(
+            "BINANCE_FUTURES_URL",
+            futures_url,
+            ("http", "https"),
+            "https://testnet.binancefuture.com",
+        ),
+        ws_url=ws_url
+        and _check_url("BINANCE_WS_URL", ws_url, ("ws", "wss"), "wss://fstream.binancefuture.com"),
+        config_file=config_file,
+        live_confirmed=live_confirmed,
+    )
+
+
+def _check_combinations(values: Mapping[str, Any], live_confirmed: bool) -> None:
+    mode, market = values["mode"], values["market"]
+    if mode == "live" and not live_confirmed:
+        raise ConfigError(
+            f"mode: 'live' places real orders; it needs the {LIVE_CONFIRMATION_FLAG} flag"
+        )
+    if mode != "paper" and market != "binance":
+        raise ConfigError(
+            f"market: {market!r} is not allowed with mode {mode!r} (allowed: binance)"
+        )
+    if market == "replay" and not values["data"]:
+        raise ConfigError("data: required with market 'replay' (allowed: kline CSV/ZIP files)")
+    if values["data"] and market != "replay":
+        raise ConfigError(f"data: only used with market 'replay' (market is {market!r})")
+    if values["strategy.slow_period"] <= values["strategy.fast_period"]:
+        raise ConfigError(
+            f"strategy.slow_period: {values['strategy.slow_period']} is not allowed "
+            f"(allowed: above strategy.fast_period, {values['strategy.fast_period']})"
+        )
+    if values["execution.backoff_max_seconds"] < values["execution.backoff_base_seconds"]:
+        raise ConfigError(
+            "execution.backoff_max_seconds: must be >= execution.backoff_base_seconds"
+        )
