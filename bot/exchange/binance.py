@@ -357,11 +357,18 @@ def candle_from_event(event: Mapping[str, Any]) -> Candle | None:
 
 
 def closed_klines(client: Any, symbol: str, interval: str, limit: int, now_ms: int) -> list[Candle]:
-    """The latest ``limit`` closed candles via REST, oldest first (the open one dropped)."""
+    """The latest ``limit`` closed candles via REST, oldest first.
+
+    Without ``endTime`` the venue's last row is always the candle in progress
+    (time buckets exist even without trades), so it is dropped whatever the
+    clocks say; rows whose close time is not yet past ``now_ms`` are dropped too.
+    """
+    if limit <= 0:
+        return []
     with translate_errors("historical_klines"):
         rows = client.futures_klines(symbol=symbol, interval=interval, limit=min(limit + 1, 1500))
-    candles = [candle_from_row(symbol, interval, row) for row in rows]
-    return [c for c in candles if c.close_time < now_ms][-limit:] if limit > 0 else []
+    candles = [candle_from_row(symbol, interval, row) for row in rows[:-1]]
+    return [c for c in candles if c.close_time < now_ms][-limit:]
 
 
 class UserEventMapper:

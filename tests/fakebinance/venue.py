@@ -644,7 +644,9 @@ class Venue:
         order.avg_price = price
         order.status = "FILLED"
         order.update_time = now
-        self._order_event(order, "TRADE", "FILLED", last_qty=qty, last_price=price, fee=fee)
+        self._order_event(
+            order, "TRADE", "FILLED", last_qty=qty, last_price=price, fee=fee, realized=realized
+        )
         self._emit(
             {
                 "e": "ACCOUNT_UPDATE",
@@ -679,6 +681,7 @@ class Venue:
         last_qty: Decimal = Decimal(0),
         last_price: Decimal = Decimal(0),
         fee: Decimal = Decimal(0),
+        realized: Decimal = Decimal(0),
     ) -> None:
         now = self._clock()
         self._emit(
@@ -714,7 +717,7 @@ class Venue:
                     "ot": order.orig_type or order.type,
                     "ps": "BOTH",
                     "cp": order.close_position,
-                    "rp": "0",
+                    "rp": _fmt(realized),
                     "pP": False,
                     "si": 0,
                     "ss": 0,
