@@ -453,15 +453,11 @@ class FakeBinance:
         record.status = status
         if isinstance(body, dict) and isinstance(body.get("code"), int) and body["code"] < 0:
             record.code = body["code"]
+        extra = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         if raw is not None:
-            return web.Response(
-                status=status, text=raw, headers=dict(headers), content_type="text/html"
-            )
+            return web.Response(status=status, text=raw, headers=extra, content_type="text/html")
         return web.Response(
-            status=status,
-            text=json.dumps(body),
-            content_type="application/json",
-            headers={k: v for k, v in headers.items() if k.lower() != "content-type"},
+            status=status, text=json.dumps(body), content_type="application/json", headers=extra
         )
 
     def _check_key(self, request: web.Request) -> None:
