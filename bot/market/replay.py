@@ -119,7 +119,9 @@ class ReplayMarket:
         return candles[-limit:] if limit > 0 else []
 
     def run(self, on_candle: CandleHandler, stop: threading.Event) -> None:
-        merged = heapq.merge(*self._live.values(), key=lambda c: (c.close_time, c.interval))
+        merged = heapq.merge(
+            *self._live.values(), key=lambda c: (c.close_time, c.interval, c.symbol)
+        )
         previous: int | None = None
         deadline = time.monotonic()
         for candle in merged:
