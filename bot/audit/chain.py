@@ -17,6 +17,7 @@ See docs/audit-format.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -81,17 +82,25 @@ def body_of(line: bytes) -> bytes:
     return line[:end] + LINE_END
 
 
-def day_file_name(day: date) -> str:
-    return f"{FILE_PREFIX}{day:%Y%m%d}.jsonl"
+def day_file_name(day: date, prefix: str = FILE_PREFIX) -> str:
+    return f"{prefix}{day:%Y%m%d}.jsonl"
 
 
-def day_of_file(path: Path) -> str | None:
-    """YYYYMMDD of a day file, or None for files that are not part of the trail."""
-    match = DAY_FILE_RE.match(path.name)
+@functools.cache
+def _day_file_re(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(prefix)}(\d{{8}})\.jsonl(\.gz)?$")
+
+
+def day_of_file(path: Path, prefix: str = FILE_PREFIX) -> str | None:
+    """YYYYMMDD of a day file, or None for files that are not part of the trail.
+
+    ``prefix``: other trails in this format differ only by their file prefix — the
+    alerts process writes ``alerts_YYYYMMDD.jsonl`` (SPEC §5). Keep this parameter."""
+    match = (DAY_FILE_RE if prefix == FILE_PREFIX else _day_file_re(prefix)).match(path.name)
     return match.group(1) if match else None
 
 
-def trail_files(directory: Path) -> list[Path]:
+def trail_files(directory: Path, prefix: str = FILE_PREFIX) -> list[Path]:
     """Day files in chain order; a day present both plain and gzipped counts once (plain)."""
     by_day: dict[str, Path] = {}
     try:
@@ -99,7 +108,7 @@ def trail_files(directory: Path) -> list[Path]:
     except OSError:
         return []
     for path in entries:
-        day = day_of_file(path)
+        day = day_of_file(path, prefix)
         if day is None:
             continue
         if day not in by_day or not path.name.endswith(".gz"):

@@ -148,8 +148,13 @@ class AuditLogger:
         checkpoint_interval: float = 60.0,
         buffer_limit: int = 10_000,
         redact_values: tuple[str, ...] = (),
+        file_prefix: str = chain.FILE_PREFIX,
     ) -> None:
+        """``file_prefix`` names the day files ``<prefix>YYYYMMDD.jsonl``. The alerts
+        process writes its own trail in this format as ``alerts_YYYYMMDD.jsonl``
+        (SPEC §5, dashboard/alerts.py): keep this parameter."""
         self.audit_dir = Path(audit_dir)
+        self.file_prefix = file_prefix
         self.run_id = run_id or f"run-{secrets.token_hex(6)}"
         self.stats = AuditStats()
         if isinstance(hmac_key, str):
@@ -539,7 +544,7 @@ class AuditLogger:
         if self._fd is not None:
             self._retire_fd()
         self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.audit_dir / f"{chain.FILE_PREFIX}{day}.jsonl"
+        path = self.audit_dir / f"{self.file_prefix}{day}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         size = os.fstat(fd).st_size
         if size and _last_byte(path, size) != b"\n":
@@ -691,7 +696,7 @@ class AuditLogger:
         source = f"/proc/self/fd/{fd}"
         with self._lock:
             day, size = self._fd_day, self._size
-        path = self.audit_dir / f"{chain.FILE_PREFIX}{day}.jsonl"
+        path = self.audit_dir / f"{self.file_prefix}{day}.jsonl"
         tmp = self.audit_dir / f".{path.name}.recover"
         try:
             self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -756,7 +761,7 @@ class AuditLogger:
             additional_data={
                 "covers_seq": seq,
                 "covers_hash": head,
-                "file": f"{chain.FILE_PREFIX}{day}.jsonl",
+                "file": f"{self.file_prefix}{day}.jsonl",
                 "file_bytes": size,
                 "records_this_run": self.stats.written,
                 "keyed": self._sealer.keyed,
@@ -767,7 +772,7 @@ class AuditLogger:
         """Head anchor outside the day files: a truncated tail shows up as missing seqs."""
         anchor: dict[str, object] = {
             "version": 1,
-            "file": f"{chain.FILE_PREFIX}{day}.jsonl",
+            "file": f"{self.file_prefix}{day}.jsonl",
             "seq": seq,
             "hash": head,
             "run_id": self.run_id,
@@ -807,7 +812,7 @@ class AuditLogger:
     def _resume_chain(self) -> list[tuple[AuditEventType, str, dict[str, Any]]]:
         """Continue the chain from the last record on disk, repairing a torn tail."""
         notes: list[tuple[AuditEventType, str, dict[str, Any]]] = []
-        for path in reversed(chain.trail_files(self.audit_dir)):
+        for path in reversed(chain.trail_files(self.audit_dir, self.file_prefix)):
             if path.name.endswith(".gz"):
                 with gzip.open(path, "rb") as fh:
                     data = fh.read()

@@ -191,6 +191,25 @@ class TrailFollower:
             cursor.gz_mtime = st.st_mtime
         self._cursors[day] = cursor
 
+    def skip_existing(self) -> None:
+        """Start following from the end of what is on disk now (`tail -f`): complete lines
+        already written are not returned; a partial last line is, once completed."""
+        for path in chain.trail_files(self.directory):
+            day = chain.day_of_file(path)
+            assert day is not None
+            try:
+                st = path.stat()
+                if path.name.endswith(".gz"):
+                    cursor = _Cursor(path, st.st_ino, offset=1 << 62, gz_mtime=st.st_mtime)
+                else:
+                    with open(path, "rb") as fh:
+                        data = fh.read()
+                    end = data.rfind(b"\n") + 1
+                    cursor = _Cursor(path, st.st_ino, offset=end, line_no=data.count(b"\n"))
+            except FileNotFoundError:
+                continue
+            self._cursors[day] = cursor
+
     def poll_lines(self) -> list[FollowedLine]:
         """Every new complete line since the last call, malformed ones included."""
         out: list[FollowedLine] = []
