@@ -265,10 +265,9 @@ def _fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fmt_age(ts: float | None, now: float) -> str:
-    if ts is None:
+def _fmt_age(age: float | None) -> str:
+    if age is None:
         return "never"
-    age = max(0.0, now - ts)
     if age < 1:
         return "<1 s ago"
     if age < 120:
@@ -336,9 +335,19 @@ def headline(store: TrailStore, monitor: AlertMonitor, view: View, settings: Set
     counts = _memo(
         "headline", (store.version, view), lambda: store.counts(view.start, view.end, view.symbol)
     )
+    integrity, malformed = store.integrity, store.read_stats.malformed
+    numbers = metrics.headline(
+        counts,
+        now=now,
+        last_event_time=store.last_event_time,
+        last_heartbeat_time=store.last_heartbeat_time,
+        integrity_ok=integrity.ok,
+        integrity_problem=integrity.problem,
+        malformed_lines=malformed,
+    )
     row1 = st.columns(5)
-    row1[0].metric("Signals", counts.get("signal_processing", 0), help="signal_processing events")
-    row1[1].metric("Trades", counts.get("trade_executed", 0), help="trade_executed events")
+    row1[0].metric("Signals", numbers.signals, help="signal_processing events")
+    row1[1].metric("Trades", numbers.trades, help="trade_executed events")
     for column, name in zip(
         row1[2:], ("risk_rejection_rate", "order_rejection_rate", "capping_rate"), strict=True
     ):
@@ -346,23 +355,22 @@ def headline(store: TrailStore, monitor: AlertMonitor, view: View, settings: Set
         spec = metrics.RATE_METRICS[name]
         column.metric(
             spec.label,
-            _fmt_rate(metrics.rate(name, counts)),
+            _fmt_rate(getattr(numbers, name)),
             help=f"{num} {' + '.join(spec.numerator)} / {den} "
             f"({' + '.join(spec.denominator)}), {view.label}",
         )
     row2 = st.columns(5)
-    row2[0].metric("Last event", _fmt_age(store.last_event_time, now), help="newest record")
-    row2[1].metric("Last heartbeat", _fmt_age(store.last_heartbeat_time, now))
-    integrity = store.integrity
-    status = "checking" if integrity.ok is None else "OK" if integrity.ok else "BROKEN"
+    row2[0].metric("Last event", _fmt_age(numbers.seconds_since_last_event), help="newest record")
+    row2[1].metric("Last heartbeat", _fmt_age(numbers.seconds_since_heartbeat))
+    ok = numbers.integrity_ok
     row2[2].metric(
         "Integrity",
-        status,
-        help=integrity.problem
+        "checking" if ok is None else "OK" if ok else "BROKEN",
+        help=numbers.integrity_problem
         or f"hash chain of {integrity.checked_records} records; audit_gap {integrity.gaps}, "
         f"audit_recovered {integrity.recoveries}",
     )
-    row2[3].metric("Malformed lines", store.read_stats.malformed, help="see the Trail tab")
+    row2[3].metric("Malformed lines", numbers.malformed_lines, help="see the Trail tab")
     if monitor.engine is None:
         row2[4].metric("Alerts firing", "rules error", help=monitor.error)
     else:
@@ -394,22 +402,13 @@ def flow_tab(store: TrailStore, view: View) -> None:
     )
     left, right = st.columns(2)
     with left:
-        _chart(charts.signal_funnel(signal_funnel(counts)), "funnel")
+        stages = [(stage.label, stage.count) for stage in metrics.funnel(counts)]
+        _chart(charts.signal_funnel(stages), "funnel")
     with right:
         _chart(
             charts.event_activity(series, ACTIVITY_TYPES, width=view.step),
             "activity",
         )
-
-
-def signal_funnel(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    # Placeholder until dashboard.metrics gains its funnel helper.
-    return [
-        ("signals", counts.get("signal_processing", 0)),
-        ("risk approved", counts.get("risk_validation", 0)),
-        ("sized", counts.get("position_size_calculated", 0)),
-        ("traded", counts.get("trade_executed", 0)),
-    ]
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -466,6 +465,13 @@ def orders_tab(store: TrailStore, view: View) -> None:
         lambda: store.order_outcomes(view.start, view.end, view.symbol),
     )
     _chart(charts.order_outcomes(outcomes), "outcomes")
+    if outcomes:
+        st.dataframe(
+            metrics.order_outcome_rows(outcomes),
+            hide_index=True,
+            key="outcome_rows",
+            column_config={"rejection_rate": st.column_config.NumberColumn(format="percent")},
+        )
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -486,7 +492,7 @@ def alerts_tab(monitor: AlertMonitor, settings: Settings) -> None:
                     "samples": s.samples,
                     "fire above": s.fire_above,
                     "clear below": s.clear_below,
-                    "since": _fmt_age(s.since, now),
+                    "since": _fmt_age(None if s.since is None else now - s.since),
                     "reason": s.reason,
                 }
                 for name, s in monitor.engine.states.items()

@@ -149,7 +149,8 @@ def signal_funnel(stages: Sequence[tuple[str, int]]) -> go.Figure:
         go.Funnel(
             y=[label for label, _ in stages],
             x=[count for _, count in stages],
-            textinfo="value+percent previous+percent initial",
+            textinfo="value+percent previous",
+            hoverinfo="y+x+percent previous+percent initial",
             marker={"color": "#1f77b4"},
         )
     )

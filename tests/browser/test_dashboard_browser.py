@@ -103,7 +103,7 @@ def test_live_dashboard_in_headless_chromium(
         charts = page.locator('[data-testid="stPlotlyChart"]')
         expect(charts).to_have_count(2)
         expect(charts.first.locator(".main-svg").first).to_be_visible()
-        expect(charts.first.locator("svg text", has_text="risk approved")).to_be_visible()
+        expect(charts.first.locator("svg text", has_text="Passed risk")).to_be_visible()
 
         # Append while the page is open: visible without a reload, alert fires.
         page.evaluate("window.__sameDocument = true")

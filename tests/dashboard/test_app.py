@@ -102,7 +102,7 @@ def test_integrity_turns_ok_once_the_history_is_verified(known_trail: Path) -> N
 def test_signal_flow_tab_draws_the_funnel_of_the_trail(known_trail: Path) -> None:
     at = run_app()
     funnel = next(f for f in figures(at) if f["data"] and f["data"][0]["type"] == "funnel")
-    assert funnel["data"][0]["y"] == ["signals", "risk approved", "sized", "traded"]
+    assert funnel["data"][0]["y"] == ["Signals", "Passed risk", "Sized", "Traded"]
     assert funnel["data"][0]["x"] == [20, 15, 15, 10]
 
 
@@ -146,6 +146,9 @@ def test_orders_tab_counts_outcomes_per_order_type(known_trail: Path) -> None:
     }
     rejected = trace_named(outcomes, "rejected")
     assert dict(zip(rejected["x"], rejected["y"], strict=True))["MARKET"] == 5
+    rows = table(at, "order_type", "rejection_rate").set_index("order_type")
+    assert rows.loc["MARKET", "placed"] == 10
+    assert rows.loc["MARKET", "rejection_rate"] == pytest.approx(5 / 15)
 
 
 def test_alert_states_are_listed_for_every_shipped_rule(known_trail: Path) -> None:

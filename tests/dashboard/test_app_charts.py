@@ -15,9 +15,9 @@ def _trace(fig, name):
 
 
 def test_funnel_shows_each_stage_and_its_conversion():
-    fig = charts.signal_funnel([("signals", 10), ("risk approved", 6), ("trades", 3)])
+    fig = charts.signal_funnel([("signals", 10), ("passed risk", 6), ("trades", 3)])
     (funnel,) = fig.data
-    assert list(funnel.y) == ["signals", "risk approved", "trades"]
+    assert list(funnel.y) == ["signals", "passed risk", "trades"]
     assert list(funnel.x) == [10, 6, 3]
     assert "percent previous" in funnel.textinfo
 
