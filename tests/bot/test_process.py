@@ -1,0 +1,191 @@
+"""``python -m bot`` as a user runs it: real process, real signals, real files on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CAPPED, NORMAL, REJECTED, events_by_trace, flow
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-api-key-Zq81vL0pX"
+API_SECRET = "test-api-secret-Hh27sNd4W"
+INTEGRITY = {"audit_checkpoint", "audit_recovered", "audit_gap"}
+
+
+class BotProcess:
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.workdir = workdir
+        self.audit_dir = workdir / "audit"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+        env.update(PYTHONPATH=str(ROOT), BINANCE_API_KEY=API_KEY, BINANCE_API_SECRET=API_SECRET)
+        self.stdout = open(workdir / "stdout.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--audit-dir", str(self.audit_dir), *args],
+            cwd=workdir,
+            env=env,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        """Complete lines only: a line still being written is not read."""
+        out: list[dict[str, Any]] = []
+        for path in sorted(self.audit_dir.glob("audit_*.jsonl")):
+            data = path.read_bytes()
+            out.extend(json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines())
+        return out
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.stdout.close()
+        self.stderr.close()
+
+    def stderr_text(self) -> str:
+        self.stderr.flush()
+        return (self.workdir / "stderr.log").read_text()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def run_bot(tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
+    started: list[BotProcess] = []
+
+    def start(*args: str) -> BotProcess:
+        bot = BotProcess(tmp_path, *args)
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        bot.stop()
+
+
+def has_every_flow(bot: BotProcess) -> bool:
+    flows = [flow(events) for events in events_by_trace(bot.records()).values()]
+    return NORMAL in flows and REJECTED in flows and CAPPED in flows
+
+
+def assert_clean_stop(bot: BotProcess, signal_name: str) -> list[dict[str, Any]]:
+    assert bot.wait(timeout=60) == 0, bot.stderr_text()
+    records = bot.records()
+    for path in bot.audit_dir.glob("audit_*.jsonl"):
+        assert path.read_bytes().endswith(b"\n"), f"torn last line in {path.name}"
+    lifecycle = [r for r in records if r["event_type"] not in INTEGRITY]
+    assert lifecycle[0]["event_type"] == "bot_started"
+    assert lifecycle[-1]["event_type"] == "bot_stopped"
+    assert lifecycle[-1]["additional_data"]["signal"] == signal_name
+    assert lifecycle[-1]["additional_data"]["exit_code"] == 0
+    return records
+
+
+def assert_no_secret_on_disk(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert API_KEY.encode() not in data, path
+            assert API_SECRET.encode() not in data, path
+
+
+@pytest.mark.slow
+def test_paper_sim_run_shows_every_flow_and_stops_cleanly_on_sigterm(
+    run_bot: Callable[..., BotProcess], tmp_path: Path
+) -> None:
+    bot = run_bot(
+        "--mode", "paper", "--market", "sim", "--speed", "600", "--heartbeat-seconds", "1"
+    )
+    wait_until(lambda: has_every_flow(bot), 120, "normal, rejected and capped flows")
+    wait_until(
+        lambda: any(r["event_type"] == "heartbeat" for r in bot.records()), 30, "a heartbeat"
+    )
+    bot.proc.send_signal(signal.SIGTERM)
+
+    records = assert_clean_stop(bot, "SIGTERM")
+    started = records[0]["additional_data"]
+    assert started["mode"] == "paper" and started["market"] == "sim"
+    assert started["symbols"] and started["intervals"] == ["1m", "5m"]
+    assert {"leverage_set", "margin_type_set"} <= {r["event_type"] for r in records}
+    assert all("trace_id" in r for r in records if r["event_type"] == "signal_processing")
+    assert "backfill" in bot.stderr_text()
+    bot.stop()
+    assert_no_secret_on_disk(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigint_stops_the_bot_cleanly(run_bot: Callable[..., BotProcess], tmp_path: Path) -> None:
+    bot = run_bot("--speed", "600")
+    wait_until(
+        lambda: any(r["event_type"] == "signal_processing" for r in bot.records()),
+        120,
+        "a first signal",
+    )
+    bot.proc.send_signal(signal.SIGINT)
+
+    assert_clean_stop(bot, "SIGINT")
+    bot.stop()
+    assert_no_secret_on_disk(tmp_path)
+
+
+def test_replay_runs_to_the_end_of_the_data_and_exits_zero(
+    run_bot: Callable[..., BotProcess], tmp_path: Path
+) -> None:
+    data = tmp_path / "BTCUSDT-1m-2024-01-01.csv"
+    price, rows = 42_000.0, []
+    for i in range(300):
+        move = 40.0 if (i // 15) % 2 else -40.0
+        t = 1_704_067_200_000 + i * 60_000
+        rows.append(
+            f"{t},{price},{price + 60},{price - 60},{price + move},10,{t + 59_999},0,0,0,0,0"
+        )
+        price += move
+    data.write_text("\n".join(rows) + "\n")
+
+    bot = run_bot("--market", "replay", "--data", str(data), "--speed", "0")
+    assert bot.wait(timeout=60) == 0, bot.stderr_text()
+    records = bot.records()
+    stopped = [r for r in records if r["event_type"] == "bot_stopped"][-1]
+    assert stopped["additional_data"]["reason"] == "market_data_ended"
+    assert stopped["additional_data"]["candles_processed"] == 200
+    assert stopped["additional_data"]["signals"] > 0
+    assert records[0]["additional_data"]["symbols"] == ["BTCUSDT"]
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ("[risk]\nleverage = 500\n", "risk.leverage: 500 is not allowed (allowed: integer 1..125)"),
+        ("[risk]\nstop_los = 1\n", "risk.stop_los: unknown key"),
+        ("symbols = [\n", "is not valid TOML"),
+    ],
+)
+def test_a_malformed_config_stops_the_bot_before_it_trades(
+    run_bot: Callable[..., BotProcess], tmp_path: Path, config: str, named: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(config)
+    bot = run_bot("--config", str(path))
+    assert bot.wait(timeout=60) == 2
+    assert named in bot.stderr_text()
+    assert not bot.audit_dir.exists()  # stopped before even opening the trail
