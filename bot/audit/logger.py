@@ -228,20 +228,28 @@ class AuditLogger:
             objects = 0
             keys_known = True
             if order_data is not None:
+                if type(order_data) is not dict:
+                    order_data = _as_object(order_data)
                 record["order_data"] = order_data
                 objects += 1
                 keys_known = type(order_data) is dict and _SAFE_KEYS.issuperset(order_data)
             if response is not None:
+                if type(response) is not dict:
+                    response = _as_object(response)
                 record["response"] = response
                 objects += 1
                 keys_known = (
                     keys_known and type(response) is dict and _SAFE_KEYS.issuperset(response)
                 )
             if error is not None:
+                if type(error) is not dict:
+                    error = _as_object(error)
                 record["error"] = error
                 objects += 1
                 keys_known = keys_known and type(error) is dict and _SAFE_KEYS.issuperset(error)
             if additional_data is not None:
+                if type(additional_data) is not dict:
+                    additional_data = _as_object(additional_data)
                 record["additional_data"] = additional_data
                 objects += 1
                 keys_known = (
@@ -855,6 +863,11 @@ class AuditLogger:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _as_object(value: Any) -> Any:
+    """SPEC §4 wants JSON objects in the data fields: wrap anything else."""
+    return value if isinstance(value, Mapping) else {"value": value}
 
 
 def _last_byte(path: Path, size: int) -> bytes:
