@@ -129,12 +129,12 @@ class SymbolFilters:
     def round_price(self, price: float) -> float:
         """Nearest multiple of the tick size."""
         tick = _dec(self.tick_size)
-        return float((_dec(price) / tick).quantize(Decimal(1), ROUND_HALF_UP) * tick)
+        return float((_dec(price) / tick).to_integral_value(ROUND_HALF_UP) * tick)
 
     def floor_quantity(self, quantity: float) -> float:
         """Largest multiple of the step size not above ``quantity`` (never round risk up)."""
         step = _dec(self.step_size)
-        return float((_dec(quantity) / step).quantize(Decimal(1), ROUND_DOWN) * step)
+        return float((_dec(quantity) / step).to_integral_value(ROUND_DOWN) * step)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import itertools
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -64,6 +64,7 @@ GENERIC_FILTERS = SymbolFilters(
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 _HISTORY = 1500  # closed candles kept per symbol/interval for historical_klines
+_KEPT_ORDERS = 10_000  # finished orders remembered for query_order (bounded memory)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class _Conditional:
 class _State:
     wallet: float
     books: dict[str, _Book] = field(default_factory=dict)
-    orders: dict[str, OrderResult] = field(default_factory=dict)  # by client order id
+    orders: OrderedDict[str, OrderResult] = field(default_factory=OrderedDict)  # recent, by cid
     conditionals: dict[str, _Conditional] = field(default_factory=dict)  # open, by cid
     history: dict[tuple[str, str], deque[Candle]] = field(default_factory=dict)
 
@@ -198,7 +199,8 @@ class PaperExchange:
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         with self._lock:
-            order = self._state.orders.get(client_order_id)
+            open_order = self._state.conditionals.get(client_order_id)
+            order = open_order.result if open_order else self._state.orders.get(client_order_id)
         return order if order is not None and order.symbol == symbol else None
 
     # --------------------------------------------------------------- orders
@@ -255,7 +257,7 @@ class PaperExchange:
                 avg_price=price,
                 update_time=update.event_time,
             )
-            self._state.orders[client_order_id] = result
+            self._remember(client_order_id, result)
             self._pending.append(update)
             return result
 
@@ -289,7 +291,7 @@ class PaperExchange:
                 stop_price=stop_price,
                 update_time=self.server_time(),
             )
-            self._state.orders[client_order_id] = result
+            self._remember(client_order_id, result)
             self._state.conditionals[client_order_id] = _Conditional(result, next(self._seq))
             return result
 
@@ -430,7 +432,7 @@ class PaperExchange:
             closes = (book.amount > 0) == (res.side is OrderSide.SELL)
             if book.amount == 0 or not closes:
                 expired = replace(res, status=OrderStatus.EXPIRED, update_time=self.server_time())
-                self._state.orders[res.client_order_id] = expired
+                self._remember(res.client_order_id, expired)
                 updates.append(self._update_of(expired))
                 continue
             stop = res.stop_price or candle.open
@@ -442,14 +444,17 @@ class PaperExchange:
                 res.symbol, book, -book.amount, price, res.client_order_id, res.order_type
             )
             fill = replace(fill, algo_id=res.algo_id)
-            self._state.orders[res.client_order_id] = replace(
-                res,
-                status=OrderStatus.FILLED,
-                order_id=fill.order_id,
-                quantity=fill.filled_quantity,
-                filled_quantity=fill.filled_quantity,
-                avg_price=price,
-                update_time=fill.event_time,
+            self._remember(
+                res.client_order_id,
+                replace(
+                    res,
+                    status=OrderStatus.FILLED,
+                    order_id=fill.order_id,
+                    quantity=fill.filled_quantity,
+                    filled_quantity=fill.filled_quantity,
+                    avg_price=price,
+                    update_time=fill.event_time,
+                ),
             )
             updates.append(fill)
         return updates
@@ -457,9 +462,16 @@ class PaperExchange:
     def _cancel(self, cid: str) -> OrderResult:
         order = self._state.conditionals.pop(cid).result
         cancelled = replace(order, status=OrderStatus.CANCELED, update_time=self.server_time())
-        self._state.orders[cid] = cancelled
+        self._remember(cid, cancelled)
         self._pending.append(self._update_of(cancelled))
         return cancelled
+
+    def _remember(self, cid: str, order: OrderResult) -> None:
+        orders = self._state.orders
+        orders[cid] = order
+        orders.move_to_end(cid)
+        while len(orders) > _KEPT_ORDERS:
+            orders.popitem(last=False)
 
     def _update_of(self, order: OrderResult) -> OrderUpdate:
         return OrderUpdate(
