@@ -515,7 +515,7 @@ class AuditLogger:
     def _on_write_failure(self, exc: OSError, payload: bytes, kind: str) -> None:
         """The hot path's write failed: undo any partial bytes, then hold the record."""
         if self._fd is not None:
-            self._truncate_to_known_size(self._fd)
+            self._after_failed_write(self._fd, exc)
         self._on_write_error(exc)
         stamp = payload[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27].decode()
         self._hold(_Held(self._ts_day, payload, kind, stamp))
@@ -525,25 +525,30 @@ class AuditLogger:
         line, digest = self._sealer.seal(payload, self._run_tag, self._seq, self._prev)
         try:
             written = os.write(fd, line)
-        except OSError:
-            self._truncate_to_known_size(fd)
+        except OSError as exc:
+            self._after_failed_write(fd, exc)
             raise
         if written != len(line):
-            self._truncate_to_known_size(fd)
-            raise OSError(errno.ENOSPC, "short write to audit file")
+            short = OSError(errno.ENOSPC, "short write to audit file")
+            self._after_failed_write(fd, short)
+            raise short
         self._size += written
         self._seq += 1
         self._prev = digest
         self._unsynced += 1
         self.stats.written += 1
 
-    def _truncate_to_known_size(self, fd: int) -> None:
-        """Remove a partial line so a later write never follows torn bytes."""
+    def _after_failed_write(self, fd: int, exc: OSError) -> None:
+        """Remove a partial line so a later write never follows torn bytes. Out of space,
+        the descriptor is kept for the retry; any other error (EBADF, EIO, EPERM, EROFS)
+        retires it, so the retry reopens the file (and fails at open while it must)."""
         try:
             if os.fstat(fd).st_size != self._size:
                 os.ftruncate(fd, self._size)
         except OSError:
-            # Cannot repair now: reopen later, which refuses a torn file until restart.
+            self._retire_fd()  # cannot repair now: a reopen refuses a torn file until restart
+            return
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             self._retire_fd()
 
     def _fd_for(self, day: str) -> int:
