@@ -6,9 +6,12 @@ translated into :mod:`bot.errors` in ONE place, :func:`translate_errors`::
 
     HTTP 429 / 418, code -1003          -> RateLimitError(retry_after=Retry-After header)
     code -1021                          -> ClockSkewError
-    order POST: 5xx (not -1008 / "Service Unavailable."), -1007,
-      read timeout, connection lost     -> UnknownOutcomeError(client_order_id)
-    other 5xx, network errors, timeouts -> TemporaryExchangeError
+    -1001, -1008, 503 "Service Unavailable."
+                                        -> TemporaryExchangeError (not processed)
+    order POST: other 5xx, 408, -1006, -1007, read timeout,
+      connection lost after sending     -> UnknownOutcomeError(client_order_id)
+    the same on reads and cancels,
+      connection refused, connect timeout -> TemporaryExchangeError
     any other venue code                -> VenueRejectedError(code, msg unchanged)
 
 Calls go through the real synchronous ``binance.client.Client`` with a
@@ -98,8 +101,13 @@ TESTNET_WS_URL = "wss://fstream.binancefuture.com"
 
 NO_SUCH_ORDER = frozenset({-2013, -2011})  # "Order does not exist." / "Unknown order sent."
 MARGIN_TYPE_UNCHANGED = -4046
-NOT_EXECUTED_5XX_CODES = frozenset({-1008})  # "Server is currently overloaded ..."
+# "Internal error; unable to process your request." / "Server is currently overloaded ...":
+# the request was not processed, whatever the endpoint.
+NOT_EXECUTED_CODES = frozenset({-1001, -1008})
+# "Unexpected response from the message bus" / "Timeout waiting for response from backend
+# server": execution status unknown.
 UNKNOWN_OUTCOME_CODES = frozenset({-1006, -1007})
+UNKNOWN_OUTCOME_STATUSES = frozenset({408})  # backend timeout behind the gateway
 CONDITIONAL_TYPES = frozenset({OrderType.TAKE_PROFIT_MARKET.value, OrderType.STOP_MARKET.value})
 
 OrderUpdateHandler = Callable[[OrderUpdate], None]
@@ -158,9 +166,10 @@ def translate_api_exception(
     if code == -1021:
         return ClockSkewError(f"{operation}: {code}: {message}")
     described = f"{operation}: HTTP {status} {code}: {message}"
-    if status >= 500 or code in UNKNOWN_OUTCOME_CODES:
-        not_executed = code in NOT_EXECUTED_5XX_CODES or message == "Service Unavailable."
-        if order_post and not not_executed:
+    if code in NOT_EXECUTED_CODES or (status == 503 and message == "Service Unavailable."):
+        return TemporaryExchangeError(described)
+    if status >= 500 or status in UNKNOWN_OUTCOME_STATUSES or code in UNKNOWN_OUTCOME_CODES:
+        if order_post:
             return UnknownOutcomeError(described, client_order_id=client_order_id)
         return TemporaryExchangeError(described)
     return VenueRejectedError(code, message)
@@ -550,8 +559,10 @@ class StreamSupervisor:
 
             def run() -> None:
                 asyncio.set_event_loop(loop)
-                loop.run_until_complete(self._make_client())
-                ready.set()
+                try:
+                    loop.run_until_complete(self._make_client())
+                finally:
+                    ready.set()
                 loop.run_forever()
                 loop.run_until_complete(self._teardown())
                 loop.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from binance.exceptions import BinanceAPIException
 
@@ -12,7 +14,12 @@ from bot.errors import (
     UnknownOutcomeError,
     VenueRejectedError,
 )
-from bot.exchange.binance import BinanceExchange, decimal_text
+from bot.exchange.binance import (
+    BinanceExchange,
+    decimal_text,
+    scrub,
+    translate_api_exception,
+)
 from bot.models import MarginType, OrderSide, OrderStatus, OrderType
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance, Fault
 from tests.integration.conftest import REQUEST_TIMEOUT, TIMEOUT_FAULT, make_exchange
@@ -407,3 +414,67 @@ def test_connection_refused_is_temporary_even_for_an_order(fake: FakeBinance) ->
     assert not isinstance(caught.value, UnknownOutcomeError)
     assert "signature=" not in str(caught.value) or "[REDACTED]" in str(caught.value)
     assert API_SECRET not in str(caught.value)
+
+
+# ------------------------------------------------------------------ the mapping table itself
+
+
+class _Answer:
+    def __init__(self, text: str, headers: dict[str, str]) -> None:
+        self.text = text
+        self.headers = headers
+
+
+def _api_error(status: int, code: int, msg: str, **headers: str) -> BinanceAPIException:
+    body = json.dumps({"code": code, "msg": msg})
+    return BinanceAPIException(_Answer(body, headers), status, body)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "msg", "order_post", "kind"),
+    [
+        (429, -1003, "Too many requests", False, RateLimitError),
+        (418, -1003, "IP banned", True, RateLimitError),
+        (400, -1021, "Timestamp outside recvWindow", True, ClockSkewError),
+        (503, -1007, "Timeout waiting for response", True, UnknownOutcomeError),
+        (503, -1007, "Timeout waiting for response", False, TemporaryExchangeError),
+        (400, -1006, "Unexpected response from the message bus", True, UnknownOutcomeError),
+        (408, 0, "Request Timeout", True, UnknownOutcomeError),
+        (502, 0, "Bad Gateway", True, UnknownOutcomeError),
+        (502, 0, "Bad Gateway", False, TemporaryExchangeError),
+        (503, -1008, "Server is currently overloaded", True, TemporaryExchangeError),
+        (503, 0, "Service Unavailable.", True, TemporaryExchangeError),
+        (
+            500,
+            -1001,
+            "Internal error; unable to process your request.",
+            True,
+            TemporaryExchangeError,
+        ),
+        (400, -2019, "Margin is insufficient.", True, VenueRejectedError),
+        (401, -2015, "Invalid API-key, IP, or permissions for action", False, VenueRejectedError),
+        (400, -4120, "Order type not supported for this endpoint.", True, VenueRejectedError),
+    ],
+)
+def test_every_venue_answer_maps_to_one_error_kind(
+    status: int, code: int, msg: str, order_post: bool, kind: type[Exception]
+) -> None:
+    error = translate_api_exception(
+        _api_error(status, code, msg, **{"Retry-After": "5"}),
+        "op",
+        order_post=order_post,
+        client_order_id="cid-1",
+    )
+    assert type(error) is kind
+    if isinstance(error, VenueRejectedError):
+        assert (error.code, error.message) == (code, msg)
+    if isinstance(error, RateLimitError):
+        assert (error.retry_after, error.status) == (5.0, status)
+    if isinstance(error, UnknownOutcomeError):
+        assert error.client_order_id == "cid-1"
+
+
+def test_scrub_removes_signatures_and_secrets() -> None:
+    text = f"GET /fapi/v3/balance?timestamp=1&signature=abc123 key={API_KEY} s={API_SECRET}"
+    clean = scrub(text, (API_KEY, API_SECRET))
+    assert "abc123" not in clean and API_KEY not in clean and API_SECRET not in clean
