@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import queue
-import re
 import signal
 import sys
 import threading
@@ -81,20 +80,6 @@ ALERT_EVENT_TYPES = frozenset(
 
 # -------------------------------------------------------------------- history
 
-_ALERT_FILE_RE = re.compile(rf"^{ALERTS_FILE_PREFIX}(\d{{8}})\.jsonl(\.gz)?$")
-
-
-def alert_files(alerts_dir: Path) -> list[Path]:
-    """Day files of an alerts directory, oldest first; a day both plain and gzipped
-    counts once (plain), as for the audit trail."""
-    by_day: dict[str, Path] = {}
-    with contextlib.suppress(OSError):
-        for path in alerts_dir.iterdir():
-            match = _ALERT_FILE_RE.match(path.name)
-            if match and (match.group(1) not in by_day or not match.group(2)):
-                by_day[match.group(1)] = path
-    return [by_day[day] for day in sorted(by_day)]
-
 
 def read_alert_history(
     alerts_dir: str | os.PathLike[str] = DEFAULT_ALERTS_DIR, *, limit: int | None = None
@@ -103,7 +88,7 @@ def read_alert_history(
     (the last ``limit`` when given). Malformed lines are skipped; a missing directory
     is an empty history."""
     records: list[dict[str, Any]] = []
-    for path in alert_files(Path(alerts_dir)):
+    for path in chain.trail_files(Path(alerts_dir), prefix=ALERTS_FILE_PREFIX):
         try:
             lines = list(reader.iter_lines(path))
         except OSError as exc:  # e.g. a truncated .gz: show what can be read elsewhere
