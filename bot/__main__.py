@@ -46,7 +46,7 @@ class Venue:
     on_candle: list[Callable[[Candle], None]]
 
 
-def build_venue(settings: Settings) -> Venue:
+def build_venue(settings: Settings, audit: AuditLogger) -> Venue:
     """Pick the exchange and the market feed for the mode and market."""
     symbols, intervals = list(settings["symbols"]), list(settings["intervals"])
     mode, market = settings["mode"], settings["market"]
@@ -68,6 +68,7 @@ def build_venue(settings: Settings) -> Venue:
             testnet=mode == "testnet",
             base_url=settings.futures_url,
             ws_url=settings.ws_url,
+            audit=audit,
         )
     feed: MarketFeed
     if market == "sim":
@@ -99,6 +100,7 @@ def build_venue(settings: Settings) -> Venue:
             testnet=mode == "testnet",
             base_url=settings.futures_url,
             ws_url=settings.ws_url,
+            audit=audit,
         )
     return Venue(exchange, feed, symbols, intervals, sinks)
 
@@ -109,7 +111,7 @@ class Bot:
     def __init__(self, settings: Settings, audit: AuditLogger) -> None:
         self.settings = settings
         self.audit = audit
-        self.venue = build_venue(settings)
+        self.venue = build_venue(settings, audit)
         self.execution = OrderExecutionManager(
             self.venue.exchange,
             audit,

@@ -189,3 +189,58 @@ def test_a_malformed_config_stops_the_bot_before_it_trades(
     assert bot.wait(timeout=60) == 2
     assert named in bot.stderr_text()
     assert not bot.audit_dir.exists()  # stopped before even opening the trail
+
+
+@pytest.mark.slow
+def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path: Path) -> None:
+    from tests.fakebinance.server import API_KEY as FAKE_KEY
+    from tests.fakebinance.server import API_SECRET as FAKE_SECRET
+    from tests.fakebinance.server import FakeBinance
+
+    with FakeBinance() as fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            BINANCE_API_KEY=FAKE_KEY,
+            BINANCE_API_SECRET=FAKE_SECRET,
+            BINANCE_FUTURES_URL=fake.rest_url,
+            BINANCE_WS_URL=fake.ws_url,
+        )
+        audit_dir = tmp_path / "audit"
+        with open(tmp_path / "stderr.log", "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "--mode", "testnet", "--symbols", "BTCUSDT",
+                 "--intervals", "1m", "--audit-dir", str(audit_dir)],
+                cwd=tmp_path, env=env, stderr=err, stdout=err,
+            )  # fmt: skip
+            try:
+                reader = BotProcess.__new__(BotProcess)
+                reader.audit_dir = audit_dir
+                wait_until(
+                    lambda: any(r["event_type"] == "leverage_set" for r in reader.records()),
+                    60,
+                    "startup",
+                )
+                price = 60_000.0
+
+                def traded() -> bool:
+                    nonlocal price
+                    price *= 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
+                    fake.close_kline("BTCUSDT", "1m", round(price, 1))
+                    return any(r["event_type"] == "trade_executed" for r in reader.records())
+
+                wait_until(traded, 90, "a trade on the fake venue")
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=60) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=30)
+        records = reader.records()
+        assert records[0]["additional_data"]["exchange"] == "binance-testnet"
+        trade = next(r for r in records if r["event_type"] == "trade_executed")
+        assert trade["trace_id"] in {cid.rsplit("-", 1)[0] for cid in fake.client_order_ids()}
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert FAKE_KEY.encode() not in path.read_bytes(), path
+                assert FAKE_SECRET.encode() not in path.read_bytes(), path
