@@ -88,6 +88,7 @@ ORDER_OUTCOMES = {
     "order_cancelled": "cancelled",
 }
 _RISK_REJECTION = "risk_rejection"
+_DETAILED = frozenset((_RISK_REJECTION, *ORDER_OUTCOMES))  # kinds whose key has a detail
 _CAPPED = "position_size_capped"
 _HEARTBEAT = "heartbeat"
 _GAP = "audit_gap"
@@ -314,21 +315,28 @@ def columnar_aggregate(
     """Aggregates of ``chunk`` (complete ``\\n``-terminated lines), or None when any line
     might be malformed — the caller then reads that chunk line by line, which names
     the reason of each bad line exactly."""
-    if not chunk:
-        return ColumnarChunk(0, [], [], None, None, set())
     if not chunk.isascii():
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
             return None
+    return _columnar(pa.py_buffer(chunk), chunk.count(b"\n"), bucket_seconds, max_year)
+
+
+def _columnar(
+    buffer: pa.Buffer, lines: int, bucket_seconds: int, max_year: int | None
+) -> ColumnarChunk | None:
+    """columnar_aggregate of UTF-8-checked ``buffer`` holding ``lines`` complete lines."""
+    if not lines:
+        return ColumnarChunk(0, [], [], None, None, set())
     try:
         table = pa_json.read_json(
-            pa.BufferReader(chunk), read_options=_BULK_READ, parse_options=_BULK_PARSE
+            pa.BufferReader(buffer), read_options=_BULK_READ, parse_options=_BULK_PARSE
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     rows = table.num_rows
-    if rows != chunk.count(b"\n"):
+    if rows != lines:  # pyarrow skips blank lines silently
         return None
     stamp, kind = table.column("timestamp"), table.column("event_type")
     if stamp.null_count or kind.null_count or table.column("operation").null_count:
@@ -337,8 +345,8 @@ def columnar_aggregate(
     try:
         if not pc.all(pc.match_substring_regex(stamp, _TS_PATTERN)).as_py():
             return None
-        years = pc.utf8_slice_codeunits(stamp, 0, 4).cast(pa.int32())
-        if pc.min(years).as_py() < 2000 or pc.max(years).as_py() > limit:
+        oldest, newest = pc.min_max(stamp).values()  # ISO-8601 sorts as text
+        if oldest.as_py() < "2000" or newest.as_py()[:4] > str(limit):
             return None
         if not pc.all(pc.is_in(kind, value_set=_EVENT_TYPES)).as_py():
             return None
@@ -359,7 +367,14 @@ def columnar_aggregate(
     )
     symbol = pc.fill_null(table.column("symbol"), "")
     bucket = pc.divide(micros, pa.scalar(bucket_seconds * 1_000_000, pa.int64()))  # >= 0
-    keyed = pa.table({"b": bucket, "e": kind, "s": symbol, "d": detail})
+    keyed = pa.table(  # grouping on dictionary codes is about twice as fast as on strings
+        {
+            "b": bucket,
+            "e": pc.dictionary_encode(kind),
+            "s": pc.dictionary_encode(symbol),
+            "d": pc.dictionary_encode(detail),
+        }
+    )
     grouped = keyed.group_by(["b", "e", "s", "d"], use_threads=False).aggregate([("b", "count")])
     groups = list(
         zip(
@@ -502,6 +517,11 @@ class TrailStore:
         self._loaded = False
 
         self._buckets: dict[int, dict[Key, int]] = {}
+        # symbol-free rollups of the same buckets, so whole-trail series are cheap
+        self._bucket_types: dict[int, dict[str, int]] = {}
+        self._bucket_reasons: dict[int, dict[str, int]] = {}
+        self._memo_version = -1
+        self._memo_results: dict[tuple[Any, ...], Any] = {}
         self._totals: Counter[str] = Counter()
         self._keys: dict[Key, Key] = {}
         self._exact_ts: list[float] = []
@@ -634,19 +654,33 @@ class TrailStore:
                 data = loaded.pop(path) if path in loaded else _read_complete(path)
                 tail = tails.get(path, len(data))
                 number = 0
+                # zero-copy chunks; a file that is not pure ASCII is checked chunk by chunk
+                whole = pa.py_buffer(data)
+                ascii_only = data.isascii()
                 # pyarrow releases the GIL: parse the next chunks while this one is applied
-                pending: deque[tuple[bytes, Future[ColumnarChunk | None]]] = deque()
+                pending: deque[tuple[int, int, Future[ColumnarChunk | None]]] = deque()
                 ranges = _line_chunks(data, tail, _BULK_CHUNK)
                 while True:
                     for start, end in islice(ranges, 3 - len(pending)):
-                        chunk = data[start:end]
-                        job = pool.submit(columnar_aggregate, chunk, self.bucket_seconds, max_year)
-                        pending.append((chunk, job))
+                        if ascii_only:
+                            job = pool.submit(
+                                _columnar,
+                                whole.slice(start, end - start),
+                                data.count(b"\n", start, end),
+                                self.bucket_seconds,
+                                max_year,
+                            )
+                        else:
+                            job = pool.submit(
+                                columnar_aggregate, data[start:end], self.bucket_seconds, max_year
+                            )
+                        pending.append((start, end, job))
                     if not pending:
                         break
-                    chunk, job = pending.popleft()
+                    start, end, job = pending.popleft()
                     columns = job.result()
                     if columns is None:
+                        chunk = data[start:end]
                         lines = self._parse_lines(path.name, number, chunk.split(b"\n")[:-1])
                         count += self._apply(lines, check=False)
                         number += len(lines)
@@ -662,7 +696,7 @@ class TrailStore:
                 except FileNotFoundError:
                     continue
                 plan.append((path, len(data)))
-                del data
+                del data, whole
         self._checker.set_history(plan)
         self._bump()
         return count
@@ -685,13 +719,10 @@ class TrailStore:
 
     def _apply_columns(self, columns: ColumnarChunk) -> int:
         with self._lock:
+            keys, count = self._keys, self._count
             for number, kind, symbol, detail, n in columns.groups:
-                key = self._keys.setdefault((kind, symbol, detail), (kind, symbol, detail))
-                bucket = self._buckets.get(number)
-                if bucket is None:
-                    bucket = self._buckets[number] = {}
-                bucket[key] = bucket.get(key, 0) + n
-                self._totals[kind] += n
+                key = (kind, symbol, detail)
+                count(number, keys.setdefault(key, key), n)
             self._capped.extend(columns.capped)
             self._symbols.update(columns.symbols)
             if columns.last_ts is not None and (
@@ -731,18 +762,38 @@ class TrailStore:
             self._changed.notify_all()
         return count
 
+    def _count(self, number: int, key: Key, n: int) -> None:
+        """Add ``n`` records of ``key`` to bucket ``number`` and to its rollups."""
+        bucket = self._buckets.get(number)
+        if bucket is None:
+            bucket = self._buckets[number] = {}
+            self._bucket_types[number] = {}
+        bucket[key] = bucket.get(key, 0) + n
+        kind = key[0]
+        kinds = self._bucket_types[number]
+        kinds[kind] = kinds.get(kind, 0) + n
+        self._totals[kind] += n
+        if kind == _RISK_REJECTION:
+            reasons = self._bucket_reasons.setdefault(number, {})
+            reasons[key[2]] = reasons.get(key[2], 0) + n
+
     def _add(self, record: Record) -> None:
-        ts = epoch_seconds(record["timestamp"])
+        stamp: str = record["timestamp"]
+        base = _MINUTES.get(stamp[:16])  # epoch_seconds, inlined: this is the hot path
+        ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
         kind: str = record["event_type"]
         symbol: str = record.get("symbol") or ""
-        detail = record_detail(kind, record)
-        key = self._keys.setdefault((kind, symbol, detail), (kind, symbol, detail))
-        bucket_no = int(ts // self.bucket_seconds)
-        bucket = self._buckets.get(bucket_no)
-        if bucket is None:
-            bucket = self._buckets[bucket_no] = {}
-        bucket[key] = bucket.get(key, 0) + 1
-        self._totals[kind] += 1
+        key = (kind, symbol, record_detail(kind, record) if kind in _DETAILED else "")
+        key = self._keys.setdefault(key, key)
+        number = int(ts // self.bucket_seconds)
+        bucket = self._buckets.get(number)
+        if bucket is None or kind == _RISK_REJECTION:
+            self._count(number, key, 1)
+        else:
+            bucket[key] = bucket.get(key, 0) + 1
+            kinds = self._bucket_types[number]
+            kinds[kind] = kinds.get(kind, 0) + 1
+            self._totals[kind] += 1
         self._exact_ts.append(ts)
         self._exact_keys.append(key)
         self._recent.append((ts, record))
@@ -791,6 +842,8 @@ class TrailStore:
             for number in [b for b in self._buckets if lo <= b * self.bucket_seconds < hi]:
                 for key, n in self._buckets.pop(number).items():
                     self._totals[key[0]] -= n
+                self._bucket_types.pop(number, None)
+                self._bucket_reasons.pop(number, None)
             keep = [i for i, ts in enumerate(self._exact_ts) if not lo <= ts < hi]
             self._exact_ts = [self._exact_ts[i] for i in keep]
             self._exact_keys = [self._exact_keys[i] for i in keep]
@@ -864,7 +917,14 @@ class TrailStore:
 
         ``step_seconds`` (a multiple of ``bucket_seconds``) merges buckets for long ranges."""
         wanted = None if event_types is None else frozenset(event_types)
-        return self._series(start, end, step_seconds, lambda key: _pick_type(key, symbol, wanted))
+        with self._lock:
+            starts, types, _ = self._views(start, end, symbol, step_seconds)
+            if wanted is None:
+                return [(t, Counter(c)) for t, c in zip(starts, types, strict=True)]
+            return [
+                (t, Counter({k: n for k, n in c.items() if k in wanted}))
+                for t, c in zip(starts, types, strict=True)
+            ]
 
     def rejection_reason_series(
         self,
@@ -875,13 +935,9 @@ class TrailStore:
         step_seconds: int | None = None,
     ) -> list[tuple[float, Counter[str]]]:
         """(bucket start, reason -> count) of risk rejections per bucket."""
-
-        def pick(key: Key) -> str | None:
-            if key[0] != _RISK_REJECTION or (symbol is not None and key[1] != symbol):
-                return None
-            return key[2]
-
-        return self._series(start, end, step_seconds, pick)
+        with self._lock:
+            starts, _, reasons = self._views(start, end, symbol, step_seconds)
+            return [(t, Counter(c)) for t, c in zip(starts, reasons, strict=True)]
 
     def capped_quantities(
         self, start: float, end: float, symbol: str | None = None
@@ -972,31 +1028,57 @@ class TrailStore:
 
     # -------------------------------------------------------------- internals
 
+    def _memo(self, key: tuple[Any, ...]) -> Any:
+        """A query result computed at the current version (the panels of one page view
+        ask the same window several times), else None. Call with the lock held."""
+        if self._memo_version != self.version:
+            self._memo_version = self.version
+            self._memo_results.clear()
+        return self._memo_results.get(key)
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> None:
+        if len(self._memo_results) > 64:
+            self._memo_results.clear()
+        self._memo_results[key] = value
+
     def _window(self, start: float, end: float, symbol: str | None) -> Counter[Key]:
         """Key counts in [start, end): whole buckets from the counters, cut buckets exactly
-        from the recent index when it reaches back that far (else by bucket start)."""
+        from the recent index when it reaches back that far (else by bucket start).
+        Shared (memoized): callers must not modify it."""
+        memo_key = ("window", start, end, symbol)
+        cached: Counter[Key] | None = self._memo(memo_key)
+        if cached is not None:
+            return cached
         out: Counter[Key] = Counter()
-        if end <= start:
-            return out
         size = self.bucket_seconds
         first_full, last_full = math.ceil(start / size), math.floor(end / size)
-        if first_full > last_full:
+        if end <= start:
+            pass
+        elif first_full > last_full:
             self._partial(start, end, symbol, out)
-            return out
-        self._partial(start, first_full * size, symbol, out)
-        self._full_buckets(first_full, last_full, symbol, out)
-        self._partial(last_full * size, end, symbol, out)
+        else:
+            self._partial(start, first_full * size, symbol, out)
+            self._full_buckets(first_full, last_full, symbol, out)
+            self._partial(last_full * size, end, symbol, out)
+        self._remember(memo_key, out)
         return out
+
+    def _chosen(self, first: int, stop: int) -> list[int]:
+        """Bucket numbers in [first, stop) that hold data, in order."""
+        buckets = self._buckets
+        if stop - first > len(buckets):
+            return sorted(b for b in buckets if first <= b < stop)
+        return [b for b in range(first, stop) if b in buckets]
 
     def _full_buckets(self, first: int, stop: int, symbol: str | None, out: Counter[Key]) -> None:
         buckets = self._buckets
-        if stop - first > len(buckets):
-            chosen: Iterable[dict[Key, int]] = (c for b, c in buckets.items() if first <= b < stop)
-        else:
-            chosen = (buckets[b] for b in range(first, stop) if b in buckets)
-        for counter in chosen:
+        for number in self._chosen(first, stop):
+            counter = buckets[number]
+            if symbol is None:
+                out.update(counter)
+                continue
             for key, n in counter.items():
-                if symbol is None or key[1] == symbol:
+                if key[1] == symbol:
                     out[key] += n
 
     def _partial(self, lo: float, hi: float, symbol: str | None, out: Counter[Key]) -> None:
@@ -1013,43 +1095,39 @@ class TrailStore:
         if number * self.bucket_seconds == lo:  # the bucket starts inside the window
             self._full_buckets(number, number + 1, symbol, out)
 
-    def _series(
-        self,
-        start: float,
-        end: float,
-        step_seconds: int | None,
-        pick: Callable[[Key], str | None],
-    ) -> list[tuple[float, Counter[str]]]:
+    def _views(
+        self, start: float, end: float, symbol: str | None, step_seconds: int | None
+    ) -> tuple[list[float], list[dict[str, int]], list[dict[str, int]]]:
+        """(slot starts, event_type counts, rejection reason counts) per slot; memoized."""
+        memo_key = ("views", start, end, symbol, step_seconds)
+        cached = self._memo(memo_key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         size = self.bucket_seconds
         step = max(1, (step_seconds or size) // size)
         first = math.floor(start / size) // step * step
-        stop = math.ceil(end / size)
-        slots: list[tuple[float, Counter[str]]] = [
-            (float(b * size), Counter()) for b in range(first, stop, step)
-        ]
-        if not slots:
-            return slots
-        with self._lock:
-            buckets = self._buckets
-            if stop - first > len(buckets):
-                chosen = [(b, c) for b, c in buckets.items() if first <= b < stop]
-            else:
-                chosen = [(b, buckets[b]) for b in range(first, stop) if b in buckets]
-            for number, counter in chosen:
-                target = slots[(number - first) // step][1]
-                for key, n in counter.items():
-                    name = pick(key)
-                    if name is not None:
-                        target[name] += n
-        return slots
-
-
-def _pick_type(key: Key, symbol: str | None, wanted: frozenset[str] | None) -> str | None:
-    if symbol is not None and key[1] != symbol:
-        return None
-    if wanted is not None and key[0] not in wanted:
-        return None
-    return key[0]
+        stop = max(first, math.ceil(end / size))
+        starts = [float(b * size) for b in range(first, stop, step)]
+        types: list[dict[str, int]] = [{} for _ in starts]
+        reasons: list[dict[str, int]] = [{} for _ in starts]
+        for number in self._chosen(first, stop):
+            slot = (number - first) // step
+            kinds, why = types[slot], reasons[slot]
+            if symbol is None:  # the symbol-free rollups kept at ingest
+                for kind, n in self._bucket_types[number].items():
+                    kinds[kind] = kinds.get(kind, 0) + n
+                for reason, n in self._bucket_reasons.get(number, {}).items():
+                    why[reason] = why.get(reason, 0) + n
+                continue
+            for key, n in self._buckets[number].items():
+                if key[1] != symbol:
+                    continue
+                kinds[key[0]] = kinds.get(key[0], 0) + n
+                if key[0] == _RISK_REJECTION:
+                    why[key[2]] = why.get(key[2], 0) + n
+        result = (starts, types, reasons)
+        self._remember(memo_key, result)
+        return result
 
 
 def _in_day(record: Record, day: str) -> bool:

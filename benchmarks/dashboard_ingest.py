@@ -1,0 +1,520 @@
+"""Benchmark of the dashboard data path (dashboard/store.py) at 1,000,000 records.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/dashboard_ingest.py [--records N] [--parsers]
+
+Measures, on a generated realistic trail (sealed lines of every flow of SPEC §6
+plus heartbeats, several day files; cached under $TMPDIR between runs):
+
+* cold load: ``TrailStore.refresh(verify_history=False)`` — wall time and peak RSS,
+  each in a fresh child process — against ``pandas.read_json(lines=True)`` reloading
+  everything, in the same run;
+* 1,000 appended records until they are in the aggregates (``refresh()``);
+* all panels' data: every query method over a 24 h window plus the metrics;
+* the one-off background hash check of the history;
+* with ``--parsers``: the candidate bulk parsers on one day file (orjson per line,
+  pyarrow.json, pandas with the pyarrow engine, and polars / DuckDB when installed).
+
+Targets: cold load <= 2 s and <= 1 GB peak RSS and >= 5x faster than the pandas reload,
+1k append <= 10 ms, panel data <= 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.audit import chain  # noqa: E402
+
+# The sealer takes the serialized record either whole or without its closing brace.
+_OPEN_PAYLOAD = "open_payload" in inspect.signature(chain.Sealer.seal).parameters
+START = 1_795_000_000  # 2026-11-18T09:46:40Z
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+REASONS = ("existing_position", "invalid_take_profit", "invalid_stop_loss", "max_positions")
+
+
+# ------------------------------------------------------------------ the trail
+
+
+def _flow(rng: random.Random, symbol: str, trace_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(event_type, operation, fields) of one signal, as SPEC §6 orders them."""
+    price = round(rng.uniform(10, 60_000), 2)
+    signal = {
+        "signal_generated": True,
+        "signal_type": rng.choice(("LONG", "SHORT")),
+        "interval": rng.choice(("1m", "5m")),
+        "close_price": price,
+        "entry_price": price,
+        "take_profit": round(price * 1.02, 2),
+        "stop_loss": round(price * 0.99, 2),
+        "strategy": "ema_cross",
+    }
+    out: list[tuple[str, str, dict[str, Any]]] = [
+        ("signal_processing", "process_signal", {"additional_data": signal})
+    ]
+    roll = rng.random()
+    if roll < 0.3:
+        reason = rng.choice(REASONS)
+        out.append(
+            (
+                "risk_rejection",
+                "validate_risk",
+                {
+                    "order_data": signal,
+                    "error": {
+                        "reason": reason,
+                        "message": f"signal rejected: {reason.replace('_', ' ')}",
+                        "validation_failed": "position_check",
+                    },
+                },
+            )
+        )
+        return out
+    out.append(("risk_validation", "validate_risk", {"order_data": signal}))
+    qty = round(rng.uniform(0.001, 5), 3)
+    if roll < 0.45:
+        out.append(
+            (
+                "position_size_capped",
+                "calculate_position_size",
+                {
+                    "additional_data": {
+                        "requested_quantity": qty * 2,
+                        "capped_quantity": qty,
+                        "max_position_percent": 10.0,
+                        "leverage": 5,
+                        "account_balance": 10_000.0,
+                    }
+                },
+            )
+        )
+    out.append(
+        (
+            "position_size_calculated",
+            "calculate_position_size",
+            {
+                "additional_data": {
+                    "account_balance": 10_000.0,
+                    "entry_price": price,
+                    "stop_loss_price": signal["stop_loss"],
+                    "leverage": 5,
+                    "risk_amount": 100.0,
+                    "sl_distance_percent": 1.0,
+                    "quantity": qty,
+                }
+            },
+        )
+    )
+    if roll > 0.93:
+        out.append(
+            (
+                "order_rejected",
+                "place_entry_order",
+                {
+                    "order_data": {"order_type": "MARKET", "side": "BUY", "quantity": qty},
+                    "error": {"error_code": -2019, "error_message": "Margin is insufficient."},
+                },
+            )
+        )
+        out.append(
+            (
+                "trade_execution_failed",
+                "execute_trade",
+                {
+                    "additional_data": {
+                        "signal_type": signal["signal_type"],
+                        "entry_price": price,
+                        "error_type": "order_rejected",
+                        "error_message": "Margin is insufficient.",
+                    }
+                },
+            )
+        )
+        return out
+    for n, (order_type, side) in enumerate(
+        (("MARKET", "BUY"), ("TAKE_PROFIT_MARKET", "SELL"), ("STOP_MARKET", "SELL"))
+    ):
+        out.append(
+            (
+                "order_placed",
+                "place_order",
+                {
+                    "order_data": {
+                        "order_type": order_type,
+                        "side": side,
+                        "quantity": qty,
+                        "client_order_id": f"{trace_id}-{n}",
+                    },
+                    "response": {"orderId": rng.randrange(10**9), "status": "NEW"},
+                },
+            )
+        )
+    out.append(
+        (
+            "trade_executed",
+            "execute_trade",
+            {
+                "additional_data": {
+                    "signal_type": signal["signal_type"],
+                    "entry_price": price,
+                    "quantity": qty,
+                    "leverage": 5,
+                    "entry_order_id": rng.randrange(10**9),
+                    "tp_sl_count": 2,
+                }
+            },
+        )
+    )
+    out.append(
+        (
+            "order_filled",
+            "on_order_update",
+            {"order_data": {"order_type": "TAKE_PROFIT_MARKET", "side": "SELL", "quantity": qty}},
+        )
+    )
+    out.append(
+        (
+            "order_cancelled",
+            "on_order_update",
+            {"order_data": {"order_type": "STOP_MARKET", "side": "SELL", "quantity": qty}},
+        )
+    )
+    return out
+
+
+class TrailWriter:
+    """Writes sealed lines directly (no AuditLogger) so a million records take seconds."""
+
+    def __init__(self, directory: Path, start: float, seed: int = 7) -> None:
+        self.directory = directory
+        self.now = start
+        self.rng = random.Random(seed)
+        self.sealer = chain.Sealer()
+        self.tag = chain.run_tag("run-bench")
+        self.seq = 0
+        self.prev = chain.GENESIS_HASH.encode()
+        self.files: dict[str, Any] = {}
+        self.last_heartbeat = -1e18
+        self.written = 0
+
+    def write(self, event_type: str, operation: str, symbol: str | None, **fields: Any) -> None:
+        moment = datetime.fromtimestamp(self.now, UTC)
+        record: dict[str, Any] = {
+            "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "event_type": event_type,
+            "operation": operation,
+        }
+        if symbol:
+            record["symbol"] = symbol
+        record.update(fields)
+        payload = orjson.dumps(record)
+        if _OPEN_PAYLOAD:
+            payload = payload[:-1]
+        line, self.prev = self.sealer.seal(payload, self.tag, self.seq, self.prev)
+        self.seq += 1
+        day = moment.strftime("%Y%m%d")
+        fh = self.files.get(day)
+        if fh is None:
+            fh = self.files[day] = open(self.directory / f"audit_{day}.jsonl", "ab")  # noqa: SIM115
+        fh.write(line)
+        self.written += 1
+
+    def write_records(self, count: int, mean_gap: float) -> None:
+        target = self.written + count
+        while self.written < target:
+            if self.now - self.last_heartbeat >= 60:
+                self.write("heartbeat", "heartbeat", None, additional_data={"uptime": self.now})
+                self.last_heartbeat = self.now
+            if self.rng.random() < 0.05:
+                self.write(self.rng.choice(("balance_query", "position_query")), "query", "BTCUSDT")
+            trace_id = f"{self.rng.getrandbits(64):016x}"
+            symbol = self.rng.choice(SYMBOLS)
+            for event_type, operation, fields in _flow(self.rng, symbol, trace_id):
+                if self.written >= target:
+                    break
+                self.write(event_type, operation, symbol, trace_id=trace_id, **fields)
+                self.now += self.rng.uniform(0.001, 0.05)
+            self.now += self.rng.expovariate(1 / mean_gap)
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+        self.files.clear()
+
+
+def generated_trail(records: int, days: float = 4.0) -> Path:
+    """A cached trail of ``records`` records spread over ``days`` days."""
+    directory = Path(tempfile.gettempdir()) / f"dashboard_bench_{records}"
+    done = directory / ".complete"
+    if done.exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("audit_*"):
+        old.unlink()
+    t = time.perf_counter()
+    writer = TrailWriter(directory, START - days * 86_400)
+    writer.write_records(records, mean_gap=days * 86_400 / records * 7)
+    writer.close()
+    (directory / ".state.json").write_text(
+        json.dumps({"seq": writer.seq, "prev": writer.prev.decode(), "now": writer.now})
+    )
+    done.touch()
+    size = sum(p.stat().st_size for p in directory.glob("audit_*"))
+    print(f"generated {records:,} records, {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s")
+    return directory
+
+
+# ------------------------------------------------------------------ measuring in a child
+
+
+def _child(code: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints a JSON dict; add peak RSS (MB)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all waited-for children: only trust growth,
+    # so the child also reports its own peak from /proc.
+    result.setdefault("peak_rss_mb", max(before, after) / 1024)
+    return result
+
+
+_PEAK = """
+def _peak_mb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+"""
+
+COLD_STORE = (
+    _PEAK
+    + """
+import json, sys, time
+from dashboard.store import TrailStore
+t = time.perf_counter()
+store = TrailStore(sys.argv[1] if len(sys.argv) > 1 else {dir!r})
+n = store.refresh(verify_history=False)
+elapsed = time.perf_counter() - t
+print(json.dumps({{"seconds": elapsed, "records": n, "peak_rss_mb": _peak_mb()}}))
+"""
+)
+
+COLD_PANDAS = (
+    _PEAK
+    + """
+import json, time, glob
+import pandas as pd
+t = time.perf_counter()
+frames = [pd.read_json(p, lines=True) for p in sorted(glob.glob({dir!r} + '/audit_*.jsonl'))]
+df = pd.concat(frames, ignore_index=True)
+counts = df.groupby('event_type').size()
+elapsed = time.perf_counter() - t
+print(json.dumps({{"seconds": elapsed, "records": int(len(df)), "peak_rss_mb": _peak_mb()}}))
+"""
+)
+
+
+# ------------------------------------------------------------------ parser candidates
+
+
+def measure_parsers(directory: Path) -> None:
+    """Candidate bulk parsers on the largest day file (records/s decide the cold path)."""
+    path = max(directory.glob("audit_*.jsonl"), key=lambda p: p.stat().st_size)
+    data = path.read_bytes()
+    lines = data.split(b"\n")[:-1]
+    n = len(lines)
+    print(f"\nparser candidates on {path.name}: {n:,} lines, {len(data) / 1e6:.0f} MB")
+    results: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        t = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:  # a candidate that cannot read the trail is a result too
+            print(f"  {name:<44} failed: {type(exc).__name__}: {str(exc)[:80]}")
+            return
+        results[name] = time.perf_counter() - t
+        print(f"  {name:<44} {results[name]:6.2f} s  {n / results[name] / 1e6:5.2f} M lines/s")
+
+    loads = orjson.loads
+    timed("split only", lambda: data.split(b"\n"))
+    timed("orjson.loads per line", lambda: [loads(x) for x in lines])
+
+    from bot.audit.reader import parse_line
+
+    timed("reader.parse_line per line (validated)", lambda: [parse_line(x) for x in lines])
+
+    import pyarrow.json as pj
+
+    from dashboard import store
+
+    timed("pyarrow.json.read_json (all fields)", lambda: pj.read_json(str(path)))
+    timed(
+        "pyarrow.json.read_json (needed fields)",
+        lambda: pj.read_json(
+            str(path),
+            parse_options=pj.ParseOptions(
+                explicit_schema=store.BULK_SCHEMA, unexpected_field_behavior="ignore"
+            ),
+        ),
+    )
+    timed("store._columnar_file (fields + aggregates)", lambda: store.columnar_aggregate(data))
+
+    import pandas as pd
+
+    timed(
+        "pandas.read_json(lines=True, engine=pyarrow)",
+        lambda: pd.read_json(str(path), lines=True, engine="pyarrow"),
+    )
+    timed("pandas.read_json(lines=True) (ujson)", lambda: pd.read_json(str(path), lines=True))
+    try:
+        import polars as pl
+
+        timed("polars.read_ndjson", lambda: pl.read_ndjson(str(path)))
+        timed(
+            "polars.read_ndjson (needed fields)",
+            lambda: pl.read_ndjson(
+                str(path),
+                schema={
+                    "timestamp": pl.String,
+                    "event_type": pl.String,
+                    "symbol": pl.String,
+                    "trace_id": pl.String,
+                },
+            ),
+        )
+    except ImportError:
+        print("  polars: not installed (pip install polars to measure)")
+    try:
+        import duckdb
+
+        timed(
+            "duckdb read_json (needed fields)",
+            lambda: duckdb.sql(
+                f"select timestamp, event_type, symbol, error.reason from read_json('{path}', "
+                "format='newline_delimited', ignore_errors=true)"
+            ).fetchall(),
+        )
+    except ImportError:
+        print("  duckdb: not installed (pip install duckdb to measure)")
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--parsers", action="store_true", help="also measure the candidates")
+    args = parser.parse_args()
+    directory = generated_trail(args.records)
+    files = sorted(directory.glob("audit_*"))
+    size = sum(p.stat().st_size for p in files)
+    print(f"trail: {args.records:,} records in {len(files)} day files, {size / 1e6:.0f} MB")
+    if args.parsers:
+        measure_parsers(directory)
+
+    print("\ncold load (fresh child process each)")
+    store_cold = _child(COLD_STORE.format(dir=str(directory)))
+    pandas_cold = _child(COLD_PANDAS.format(dir=str(directory)))
+    ratio = pandas_cold["seconds"] / store_cold["seconds"]
+    print(
+        f"  TrailStore cold load    {store_cold['seconds']:6.2f} s  "
+        f"peak RSS {store_cold['peak_rss_mb']:6.0f} MB  ({store_cold['records']:,} records)"
+        f"  target <= 2 s, <= 1024 MB"
+    )
+    print(
+        f"  pandas.read_json reload {pandas_cold['seconds']:6.2f} s  "
+        f"peak RSS {pandas_cold['peak_rss_mb']:6.0f} MB"
+    )
+    print(f"  speed-up vs pandas      {ratio:6.1f}x  (target >= 5x)")
+
+    print("\nin-process: live path")
+    from dashboard import metrics
+    from dashboard.store import TrailStore
+
+    store = TrailStore(directory)
+    t = time.perf_counter()
+    store.refresh(verify_history=False)
+    print(f"  cold load (this process) {time.perf_counter() - t:6.2f} s")
+    t = time.perf_counter()
+    store.refresh()
+    verify = time.perf_counter() - t
+    print(
+        f"  history hash check       {verify:6.2f} s  ({store.integrity.checked_records:,} "
+        f"records, ok={store.integrity.ok}; runs in slices on the ingest thread)"
+    )
+
+    sizes = {p: p.stat().st_size for p in directory.glob("audit_*")}
+    state = json.loads((directory / ".state.json").read_text())
+    writer = TrailWriter(directory, state["now"] + 1, seed=99)
+    writer.seq, writer.prev = state["seq"], state["prev"].encode()
+    appends = []
+    for _ in range(5):
+        writer.write_records(1000, mean_gap=0.5)
+        for fh in writer.files.values():
+            fh.flush()
+        t = time.perf_counter()
+        n = store.refresh()
+        appends.append(time.perf_counter() - t)
+        assert n == 1000, n
+    best = min(appends) * 1e3
+    print(
+        f"  1,000 appended records -> aggregates: best {best:.1f} ms, "
+        f"median {sorted(appends)[2] * 1e3:.1f} ms  (target <= 10 ms, {10 / best:.1f}x margin)"
+    )
+    assert store.integrity.ok, store.integrity
+
+    panel_times = []
+    for _ in range(5):
+        # new data first, so no result memoized for the previous version can be reused
+        writer.write_records(10, mean_gap=0.5)
+        for fh in writer.files.values():
+            fh.flush()
+        store.refresh()
+        end = (store.last_event_time or START) + 1
+        start = end - 86_400
+        t = time.perf_counter()
+        panels = metrics.panel_data(store, start, end)
+        panel_times.append(time.perf_counter() - t)
+    writer.close()
+    best = min(panel_times) * 1e3
+    print(
+        f"  all panels' data, 24 h window: best {best:.1f} ms, median "
+        f"{sorted(panel_times)[2] * 1e3:.1f} ms  (target <= 200 ms, {200 / best:.1f}x margin)"
+    )
+    head = panels["headline"]
+    print(
+        f"  (24 h: {head.signals:,} signals, {head.trades:,} trades, "
+        f"risk rejection rate {head.risk_rejection_rate:.3f})"
+    )
+    # cut the appended records so the cached trail stays the size its name says
+    for p in directory.glob("audit_*"):
+        if p not in sizes:
+            p.unlink()
+        elif p.stat().st_size != sizes[p]:
+            os.truncate(p, sizes[p])
+
+
+if __name__ == "__main__":
+    main()
