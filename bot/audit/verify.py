@@ -127,7 +127,7 @@ def verify_trail(
                 report.problem = Problem(
                     Path(task.path).name, base + (result.bad or 0) + 1, "edited", "bad line"
                 )
-            report.records = before
+            report.records = before + report.problem.line - 1
             _explain_wrong_key(report, files, hmac_key)
             return report
         for index, line in result.notes:
@@ -422,7 +422,7 @@ def _note(file: str, line_no: int, line: bytes) -> Note:
 def _explain_wrong_key(report: VerifyReport, files: list[Path], key: bytes | None) -> None:
     """A keyed trail checked without its key fails at its first record: say why."""
     problem = report.problem
-    if problem is None or problem.kind != "edited" or report.records != 0:
+    if problem is None or problem.kind != "edited" or problem.line != 1:
         return
     first = files[0] if files else None
     if first is None or problem.file != first.name or problem.line != 1:
