@@ -126,6 +126,31 @@ def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
+class SignatureScrubber(logging.Filter):
+    """Rewrites log records so no request signature reaches a handler.
+
+    urllib3 logs every request line (query string included, hence the
+    ``signature``) at DEBUG; a bot run with ``--log-level debug`` must still
+    not write it anywhere.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the logging module's problem, not ours
+            return True
+        if "signature=" in message.lower():
+            record.msg, record.args = scrub(message), None
+        return True
+
+
+_SCRUBBED_LOGGERS = ("urllib3.connectionpool", "binance.base_client", "binance.client")
+for _name in _SCRUBBED_LOGGERS:
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, SignatureScrubber) for f in _logger.filters):
+        _logger.addFilter(SignatureScrubber())
+
+
 def _retry_after(exc: BinanceAPIException) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pytest
 from binance.exceptions import BinanceAPIException
@@ -478,3 +480,15 @@ def test_scrub_removes_signatures_and_secrets() -> None:
     text = f"GET /fapi/v3/balance?timestamp=1&signature=abc123 key={API_KEY} s={API_SECRET}"
     clean = scrub(text, (API_KEY, API_SECRET))
     assert "abc123" not in clean and API_KEY not in clean and API_SECRET not in clean
+
+
+def test_debug_logs_of_signed_requests_carry_no_signature_key_or_secret(
+    fake: FakeBinance, exchange: BinanceExchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        exchange.balance()
+        exchange.place_market_order("BTCUSDT", OrderSide.BUY, 0.01, "t16-e")
+
+    assert "/fapi/v1/order" in caplog.text  # urllib3 did log the request lines
+    assert not re.search(r"signature=[0-9a-f]{16}", caplog.text)
+    assert API_KEY not in caplog.text and API_SECRET not in caplog.text
