@@ -38,6 +38,10 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_TIMEOUT = 90.0
+# The `streamlit` console script, as the Procfile runs it: unlike `python -m streamlit`, it
+# does not put the working directory on sys.path, so the test sees app.py's own path setup.
+_SCRIPT = Path(sys.executable).with_name("streamlit")
+STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "streamlit"]
 
 
 def free_port() -> int:
@@ -95,9 +99,7 @@ def streamlit_server(tmp_path: Path) -> Iterator[Callable[[Mapping[str, str]], S
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "streamlit",
+                    *STREAMLIT,
                     "run",
                     "dashboard/app.py",
                     "--server.address",
