@@ -9,6 +9,8 @@ generous deadline, because this runs on shared, loaded machines.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -151,6 +153,15 @@ def test_live_dashboard_in_headless_chromium(
         )
         expect(page.get_by_role("combobox", name="Symbol")).to_have_value("BTCUSDT")
         metric_shows(page, "Signals", "12")
+
+        # The event table downloads as CSV (what the filters select: BTCUSDT, no heartbeat).
+        page.get_by_role("tab", name="Events").click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download CSV").click()
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        assert len(rows) == 4 * 7 + 8 * 2  # trades: 7 events each; rejections: 2 each
+        assert {r["symbol"] for r in rows} == {"BTCUSDT"}
+        assert rows[0]["event_type"] == "risk_rejection"  # newest first
 
         (ARTIFACTS / "latency.txt").write_text(
             f"append->visible {latency:.3f}s; alert firing visible {alert_latency:.3f}s\n"
