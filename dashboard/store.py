@@ -8,24 +8,57 @@ What lives here and why:
   every ``poll_interval`` as a safety net. The UI wraps the store in
   ``st.cache_resource`` so every browser tab shares it; ``start()`` is idempotent
   and ``stop()`` is registered with ``atexit``. Worker threads never touch
-  streamlit; queries take a lock and return copies.
+  streamlit; queries take a lock and return copies. ``version`` grows whenever
+  something new was ingested, so the UI can skip work while it is unchanged.
 * **Only appended bytes are read** — through ``bot.audit.reader.TrailFollower``,
   which owns partial lines, day rollover, truncation, replacement and ``.jsonl.gz``
   history. Malformed lines are counted in ``read_stats``, never fatal. When a file
-  is truncated or replaced and must be read again, the aggregates of its day are
+  is truncated or replaced and must be read again, what came from its day is
   dropped first so nothing is counted twice.
 * **Bounded aggregates.** Per time bucket a small counter keyed by
   ``(event_type, symbol, detail)`` where detail is the rejection reason of a
-  ``risk_rejection`` or the ``order_type`` of an order event; every panel is a
-  projection of these counters. Besides: a bounded deque of recent records
-  (tables), a bounded LRU of traces, a bounded deque of capped quantities, and a
-  bounded time-ordered index of the newest records so window edges that cut a
-  bucket are still exact (older edges fall back to bucket resolution).
+  ``risk_rejection`` or the ``order_type`` of an order event, plus symbol-free
+  rollups of the same bucket; every panel is a projection of these counters, so
+  memory grows with the time span covered (a few hundred bytes per active
+  bucket), never with the number of records. Besides: a bounded deque of recent
+  records (tables), a bounded LRU of traces, a bounded deque of capped
+  quantities, and a bounded time-ordered index of the newest records so that
+  window edges cutting a bucket are exact (older edges: bucket resolution).
 * **Integrity, incrementally.** Each new line is checked against the hash chain
   (``bot.audit.chain``: digest of the body, ``prev`` linkage, ``seq`` + 1) as it
   arrives. The history is checked once, in slices, by the ingest thread after
-  the cold load, so the dashboard is usable at once and ``integrity.ok`` is
-  ``None`` until that pass has finished.
+  the cold load, so the dashboard is usable at once; ``integrity.ok`` is ``None``
+  until that pass has finished. ``audit_gap`` / ``audit_recovered`` are counted,
+  not failures.
+
+Cold load: why pyarrow.json. Figures from ``benchmarks/dashboard_ingest.py
+--parsers`` on one 112 MB day file of 229,139 generated records (2 shared CPUs,
+CPU seconds because wall time swung with the load of other jobs):
+
+=============================================  ==========
+candidate                                      CPU s
+=============================================  ==========
+orjson.loads per line                          1.64
+reader.parse_line per line (orjson + checks)   2.29
+pandas.read_json(lines=True)                   4.43
+pandas.read_json(lines=True, engine=pyarrow)   3.12
+pyarrow.json.read_json, all fields             2.33
+**pyarrow.json.read_json, needed fields**      **0.68**
+polars.read_ndjson, same needed fields         0.78-0.85
+DuckDB read_json, needed fields + group by     1.32
+=============================================  ==========
+
+A per-line Python parser cannot load a million records in seconds on this
+machine (1.6-2.3 CPU s per 229k lines before any aggregation). pyarrow with an
+explicit schema of only the needed fields (``BULK_SCHEMA``; the rest is
+skipped but still checked to be JSON) is the cheapest, ties with polars, is
+already a dependency, and — unlike polars, which turns a number where a string
+is expected into a string — fails on wrong types, so a chunk with any doubtful
+line falls back to the exact per-line parser, which names each bad line. The
+aggregation itself is vectorized (validation, timestamps, grouping by bucket x
+key) and chunks are parsed on a 2-thread pool while the previous chunk's
+groups are merged. Only the newest ``tail_lines`` records go through the
+per-record path, to fill the recent table and the trace LRU.
 """
 
 from __future__ import annotations
@@ -94,7 +127,7 @@ _HEARTBEAT = "heartbeat"
 _GAP = "audit_gap"
 _RECOVERED = "audit_recovered"
 _DAY = 86_400
-_HISTORY_SLICE = 50_000  # lines the ingest thread verifies between two polls
+_HISTORY_SLICE = 20_000  # lines the ingest thread verifies between two polls
 
 
 @dataclass
@@ -603,6 +636,11 @@ class TrailStore:
                 break
             try:
                 self._refresh(history_budget=_HISTORY_SLICE)
+                observer = self._observer
+                if observer is not None and not observer.is_alive():
+                    # e.g. the watched directory was removed: watch again once it is back
+                    self._observer = None
+                    observer.stop()
                 if self._observer is None and not self._stop.is_set():
                     self._start_observer()
             except Exception:

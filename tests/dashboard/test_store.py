@@ -6,6 +6,7 @@ Waits are deadline-based (``wait_until``); nothing asserts on timing.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import threading
 from collections import Counter
@@ -412,3 +413,34 @@ def test_a_missing_directory_is_empty_until_it_appears(
     logger, clock = trail_writer(audit_dir)
     write_flow(logger, clock, "rejected")
     assert wait_until(lambda: store.counts(0, 4e9)["risk_rejection"] == 1)
+
+
+def test_a_repaired_torn_tail_is_not_a_truncation(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    write_flow(logger, clock, "rejected")
+    store = stores(tmp_path)
+    store.refresh()
+    path = day_file(tmp_path)
+    size = path.stat().st_size
+    with open(path, "ab") as fh:
+        fh.write(b'{"timestamp":"2026-11-18T10:00:00.0')  # a writer died mid-line
+    store.refresh()
+    os.truncate(path, size)  # the next writer's start-up repair cuts it off
+    write_flow(logger, clock, "rejected")
+    store.refresh()
+    assert store.read_stats.truncations == 0
+    assert store.counts(0, 4e9) == truth(tmp_path) == Counter(signal_processing=2, risk_rejection=2)
+
+
+def test_series_step_merges_buckets(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    clock = make_trail(tmp_path, flows=30)
+    store = stores(tmp_path)
+    store.refresh()
+    start = T0 // 3600 * 3600
+    merged = store.series(start, clock.now, step_seconds=600)
+    assert all(b - a == 600 for (a, _), (b, _) in itertools.pairwise(merged))
+    assert sum((c for _, c in merged), Counter()) == truth(tmp_path)
