@@ -43,7 +43,7 @@ import os  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
 
@@ -167,6 +167,33 @@ class View:
         return int(charts.display_bucket(self.end - self.start))
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What the user chose in the sidebar. Relative ranges are resolved into a View at
+    every tick (``view(now)``), so "last 1h" keeps moving while the page stays open."""
+
+    range_key: str = DEFAULT_RANGE
+    custom_start: float | None = None
+    custom_end: float | None = None  # None: up to now
+    symbol: str | None = None
+    event_types: tuple[str, ...] = ()
+    audit_dir: str = ""
+
+    def view(self, now: float) -> View:
+        # Relative windows end at the end of the current minute, so the window (and every
+        # memoized panel) changes once a minute instead of on every tick.
+        end = (math.floor(now / 60) + 1) * 60
+        if self.range_key == "custom" and self.custom_start is not None:
+            stop = self.custom_end if self.custom_end is not None else end
+            return View(self.custom_start, stop, self.symbol, self.event_types, "custom range")
+        span = PRESETS.get(self.range_key)
+        if span is None:  # "all": from midnight of the oldest day file
+            first = first_day_start(self.audit_dir)
+            start = first if first is not None and first < end else end - 3600
+            return View(start, end, self.symbol, self.event_types, "all time")
+        return View(end - span, end, self.symbol, self.event_types, f"last {self.range_key}")
+
+
 def parse_utc(text: str) -> float | None:
     """Epoch seconds of ``2026-01-01``, ``2026-01-01 12:00`` or ISO-8601 (UTC); None if bad."""
     text = text.strip().replace(" ", "T")
@@ -181,14 +208,8 @@ def parse_utc(text: str) -> float | None:
     return moment.timestamp()
 
 
-def _minute_ceiling(now: float) -> float:
-    # Relative windows end at the end of the current minute, so the window (and every
-    # memoized panel) changes once a minute instead of on every tick.
-    return (math.floor(now / 60) + 1) * 60
-
-
 def first_day_start(audit_dir: str) -> float | None:
-    """Midnight UTC of the oldest day file: where "all" starts (a directory listing)."""
+    """Midnight UTC of the oldest day file (a directory listing), or None."""
     for path in chain.trail_files(Path(audit_dir)):
         day = chain.day_of_file(path)
         if day is not None:
@@ -196,32 +217,21 @@ def first_day_start(audit_dir: str) -> float | None:
     return None
 
 
-def resolve_view(
+def make_filters(
     audit_dir: str, range_key: str, start_text: str, end_text: str, symbol: str, events: list[str]
-) -> tuple[View, str | None]:
-    """The View for the filter values, and a warning when a custom range was unusable."""
-    now = time.time()
-    end = _minute_ceiling(now)
-    warning = None
-    if range_key == "custom":
-        start, stop = parse_utc(start_text), parse_utc(end_text) if end_text.strip() else end
-        if start is not None and stop is not None and start < stop:
-            return View(start, stop, _symbol(symbol), tuple(events), "custom range"), None
-        warning = "Custom range needs From before To (UTC, e.g. 2026-01-01 12:00); showing 1h."
-        range_key = DEFAULT_RANGE
-    span = PRESETS.get(range_key)
-    if span is None:  # "all": from the first bucket the store knows
-        first = first_day_start(audit_dir)
-        start = first if first is not None and first < end else end - 3600
-        return View(start, end, _symbol(symbol), tuple(events), "all time"), warning
-    return View(end - span, end, _symbol(symbol), tuple(events), f"last {range_key}"), warning
+) -> tuple[Filters, str | None]:
+    """Filters from the widget values, and a warning when a custom range is unusable."""
+    chosen = None if not symbol or symbol == ALL_SYMBOLS else symbol
+    base = Filters(symbol=chosen, event_types=tuple(events), audit_dir=audit_dir)
+    if range_key != "custom":
+        return replace(base, range_key=range_key if range_key in PRESETS else DEFAULT_RANGE), None
+    start, end = parse_utc(start_text), parse_utc(end_text)
+    if start is not None and (not end_text.strip() or (end is not None and start < end)):
+        return replace(base, range_key="custom", custom_start=start, custom_end=end), None
+    return base, "Custom range needs From before To (UTC, e.g. 2026-01-01 12:00); showing 1h."
 
 
-def _symbol(choice: str | None) -> str | None:
-    return None if not choice or choice == ALL_SYMBOLS else choice
-
-
-def sidebar_filters(store: TrailStore, settings: Settings) -> View:
+def sidebar_filters(store: TrailStore, settings: Settings) -> Filters:
     with st.sidebar:
         st.header("Filters")
         range_key = st.selectbox(
@@ -241,7 +251,7 @@ def sidebar_filters(store: TrailStore, settings: Settings) -> View:
             bind="query-params",
             placeholder="all types",
         )
-        view, warning = resolve_view(
+        filters, warning = make_filters(
             settings.audit_dir,
             range_key or DEFAULT_RANGE,
             start_text,
@@ -251,9 +261,10 @@ def sidebar_filters(store: TrailStore, settings: Settings) -> View:
         )
         if warning:
             st.warning(warning)
+        view = filters.view(time.time())
         st.caption(f"{_fmt_time(view.start)} → {_fmt_time(view.end)} UTC")
         st.caption("The view is kept in the URL: copy it to share this view.")
-    return view
+    return filters
 
 
 # ------------------------------------------------------------------ formatting
@@ -329,8 +340,11 @@ def _thresholds(monitor: AlertMonitor, metric_names: Sequence[str]) -> list[char
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def headline(store: TrailStore, monitor: AlertMonitor, view: View, settings: Settings) -> None:
+def headline(
+    store: TrailStore, monitor: AlertMonitor, filters: Filters, settings: Settings
+) -> None:
     now = time.time()
+    view = filters.view(now)
     monitor.evaluate(store, now)
     counts = _memo(
         "headline", (store.version, view), lambda: store.counts(view.start, view.end, view.symbol)
@@ -391,7 +405,8 @@ def headline(store: TrailStore, monitor: AlertMonitor, view: View, settings: Set
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def flow_tab(store: TrailStore, view: View) -> None:
+def flow_tab(store: TrailStore, filters: Filters) -> None:
+    view = filters.view(time.time())
     counts, series = _memo(
         "flow",
         (store.version, view),
@@ -412,7 +427,8 @@ def flow_tab(store: TrailStore, view: View) -> None:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def rejections_tab(store: TrailStore, monitor: AlertMonitor, view: View) -> None:
+def rejections_tab(store: TrailStore, monitor: AlertMonitor, filters: Filters) -> None:
+    view = filters.view(time.time())
     series, reasons, reason_series = _memo(
         "rejections",
         (store.version, view),
@@ -443,7 +459,8 @@ def rejections_tab(store: TrailStore, monitor: AlertMonitor, view: View) -> None
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def capping_tab(store: TrailStore, monitor: AlertMonitor, view: View) -> None:
+def capping_tab(store: TrailStore, monitor: AlertMonitor, filters: Filters) -> None:
+    view = filters.view(time.time())
     series, points = _memo(
         "capping",
         (store.version, view),
@@ -458,7 +475,8 @@ def capping_tab(store: TrailStore, monitor: AlertMonitor, view: View) -> None:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def orders_tab(store: TrailStore, view: View) -> None:
+def orders_tab(store: TrailStore, filters: Filters) -> None:
+    view = filters.view(time.time())
     outcomes = _memo(
         "orders",
         (store.version, view),
@@ -548,7 +566,8 @@ def trace_tab(store: TrailStore) -> None:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def events_tab(store: TrailStore, view: View) -> None:
+def events_tab(store: TrailStore, filters: Filters) -> None:
+    view = filters.view(time.time())
     records = _memo(
         "events",
         (store.version, view),
@@ -642,17 +661,17 @@ def main() -> None:
     settings = Settings.from_env()
     store = trail_store(settings.audit_dir, settings.polling)
     monitor = alert_monitor(settings.rules_path, settings.audit_dir)
-    view = sidebar_filters(store, settings)
+    filters = sidebar_filters(store, settings)
     st.title("Trading bot audit trail")
-    headline(store, monitor, view, settings)
+    headline(store, monitor, filters, settings)
     panels: dict[str, Callable[[], None]] = {
-        "Signal flow": lambda: flow_tab(store, view),
-        "Rejections": lambda: rejections_tab(store, monitor, view),
-        "Capping": lambda: capping_tab(store, monitor, view),
-        "Orders": lambda: orders_tab(store, view),
+        "Signal flow": lambda: flow_tab(store, filters),
+        "Rejections": lambda: rejections_tab(store, monitor, filters),
+        "Capping": lambda: capping_tab(store, monitor, filters),
+        "Orders": lambda: orders_tab(store, filters),
         "Alerts": lambda: alerts_tab(monitor, settings),
         "Trace": lambda: trace_tab(store),
-        "Events": lambda: events_tab(store, view),
+        "Events": lambda: events_tab(store, filters),
         "Trail": lambda: trail_tab(store, settings),
     }
     tabs = st.tabs(list(panels), key="tab", bind="query-params")
@@ -662,4 +681,5 @@ def main() -> None:
                 render()
 
 
-main()
+if __name__ == "__main__":  # streamlit runs the script as __main__; tests may import it
+    main()
