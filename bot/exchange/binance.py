@@ -529,6 +529,18 @@ class StreamSpec:
     keepalive: bool = False
 
 
+def _drain(socket: Any) -> list[Any]:
+    """What is left in an SDK socket's queue (python-binance 1.0.37: ``_queue``)."""
+    pending = getattr(socket, "_queue", None)
+    items: list[Any] = []
+    while pending is not None:
+        try:
+            items.append(pending.get_nowait())
+        except (asyncio.QueueEmpty, AttributeError):
+            break
+    return items
+
+
 class StreamSupervisor:
     """python-binance socket manager on a private loop thread, with restarts and audit."""
 
@@ -730,25 +742,34 @@ class StreamSupervisor:
                     "BinanceStreamStale", f"no message for {spec.stale_after}s"
                 ) from None
             except ReadLoopClosed as exc:
+                # The SDK refuses to hand out what it still buffers once its read loop
+                # ended, including the error saying why: take both from its queue.
+                for leftover in _drain(socket):
+                    self._handle(spec, leftover, healthy)
                 raise _Restart("ReadLoopClosed", str(exc)) from None
-            if not isinstance(msg, dict):
-                continue
-            if msg.get("e") == "error":
-                kind = str(msg.get("type"))
-                if kind in _TRANSIENT_STREAM_ERRORS:
-                    log.info("%s: %s (SDK reconnects)", spec.name, kind)
-                    continue
-                raise _Restart(kind, str(msg.get("m", "")))
-            data = msg["data"] if "stream" in msg and isinstance(msg.get("data"), dict) else msg
-            if data.get("e") == "listenKeyExpired":
-                raise _Restart("listenKeyExpired", "the venue expired the listen key")
-            if "result" in data and "id" in data:
-                continue  # answer to a SUBSCRIBE-style command
-            healthy[0] = True
-            try:
-                spec.on_message(data)
-            except Exception:  # a consumer bug must not kill the stream
-                log.exception("%s: message handler failed", spec.name)
+            self._handle(spec, msg, healthy)
+
+    @staticmethod
+    def _handle(spec: StreamSpec, msg: Any, healthy: list[bool]) -> None:
+        """Deliver one SDK message, or raise :class:`_Restart` for a fatal one."""
+        if not isinstance(msg, dict):
+            return
+        if msg.get("e") == "error":
+            kind = str(msg.get("type"))
+            if kind in _TRANSIENT_STREAM_ERRORS:
+                log.info("%s: %s (SDK reconnects)", spec.name, kind)
+                return
+            raise _Restart(kind, str(msg.get("m", "")))
+        data = msg["data"] if "stream" in msg and isinstance(msg.get("data"), dict) else msg
+        if data.get("e") == "listenKeyExpired":
+            raise _Restart("listenKeyExpired", "the venue expired the listen key")
+        if "result" in data and "id" in data:
+            return  # answer to a SUBSCRIBE-style command
+        healthy[0] = True
+        try:
+            spec.on_message(data)
+        except Exception:  # a consumer bug must not kill the stream
+            log.exception("%s: message handler failed", spec.name)
 
     async def _keep_alive(self, socket: Any) -> None:
         while not self._stopping:

@@ -122,6 +122,35 @@ def test_feed_restarts_the_stream_after_the_sdk_gives_up_and_fills_the_gap(
     assert restart["action"] == "restart_stream"
 
 
+def test_sdk_queue_overflow_restarts_the_stream_and_candles_keep_coming(
+    fake: FakeBinance, audit: AuditLogger, audit_dir: Path
+) -> None:
+    small = BinanceMarketFeed(
+        symbols=["BTCUSDT"],
+        intervals=["1m"],
+        base_url=fake.rest_url,
+        ws_url=fake.ws_url,
+        audit=audit,
+        request_timeout=1.0,
+        stream_options={**STREAM_OPTIONS, "max_queue_size": 3},
+    )
+    try:
+        small.start()
+        assert small.streams.wait_connected("kline_stream", 10)
+        with CandleCollector(small) as got:
+            fake.burst("BTCUSDT", "1m", 5000)  # far faster than the SDK queue is drained
+            wait_until(lambda: small.streams.restarts["kline_stream"] >= 1, what="a restart")
+            wait_until(lambda: fake.websocket_count() == 1, what="the stream to reconnect")
+            assert small.streams.wait_connected("kline_stream", 10)
+            fake.close_kline("BTCUSDT", "1m", "50100")
+            wait_until(lambda: got.candles, what="a candle after the restart")
+    finally:
+        small.close()
+    kinds = [e["error"]["error_type"] for e in stream_errors(audit_dir, "kline_stream")]
+    assert "BinanceWebsocketQueueOverflow" in kinds
+    assert [c.close for c in got.candles] == [50_100.0]
+
+
 # ------------------------------------------------------------------ user data stream
 
 
