@@ -67,6 +67,7 @@ import atexit
 import bisect
 import calendar
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -537,7 +538,7 @@ class TrailStore:
         self._trace_events_limit = trace_events_limit
         self._exact_limit = exact_limit
         # newest history lines loaded record by record (recent table, traces, exact edges)
-        self._tail_lines = tail_lines if tail_lines is not None else max(recent_limit, 20_000)
+        self._tail_lines = tail_lines if tail_lines is not None else max(recent_limit, 10_000)
         key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
 
         self._lock = threading.Lock()  # aggregates
@@ -653,13 +654,24 @@ class TrailStore:
         """Ingest whatever is new now (cold load on first call); returns records ingested.
 
         With ``verify_history`` the one-off hash check of the history also completes
-        here (tests, benchmarks); the ingest thread does it in slices instead."""
+        here (tests, benchmarks, the headless alerts loop); ``start()`` passes False and
+        lets the ingest thread do it in slices. Until that check has run, the lines
+        that arrive are queued for it, so a caller polling with False must not do so
+        forever."""
         return self._refresh(history_budget=None if verify_history else 0)
 
     def _refresh(self, history_budget: int | None) -> int:
         with self._ingest_lock:
             if not self._loaded:
-                count = self._bulk_load()
+                # The load allocates millions of acyclic tuples: collecting cycles meanwhile
+                # only costs time (about 5-10 % of the load, measured).
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    count = self._bulk_load()
+                finally:
+                    if collecting:
+                        gc.enable()
                 self._loaded = True
             else:
                 count = self._ingest_lines(self._follower.poll_lines())
@@ -1017,7 +1029,11 @@ class TrailStore:
         return out
 
     def trace(self, trace_id: str) -> list[Record]:
-        """Every event of one trace, in trail order ([] when unknown or evicted)."""
+        """Every event of one trace, in trail order ([] when unknown or evicted).
+
+        Traces are kept for records ingested one by one: everything live, and the
+        newest ``tail_lines`` records of the history (older history only feeds the
+        counters), so a trace that began before that cut shows its later events."""
         with self._lock:
             return [dict(r) for r in self._traces.get(trace_id, ())]
 
