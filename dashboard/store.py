@@ -336,7 +336,8 @@ class ColumnarChunk:
     """Aggregates of one chunk of complete lines, computed by pyarrow without Python loops."""
 
     rows: int
-    groups: list[tuple[int, str, str, str, int]]  # (bucket, event_type, symbol, detail, n)
+    keys: dict[int, Key]  # code -> (event_type, symbol, detail)
+    groups: list[tuple[int, int, int]]  # (bucket, key code, count)
     capped: list[tuple[float, str, float, float]]
     last_ts: float | None
     last_heartbeat: float | None
@@ -362,7 +363,7 @@ def _columnar(
 ) -> ColumnarChunk | None:
     """columnar_aggregate of UTF-8-checked ``buffer`` holding ``lines`` complete lines."""
     if not lines:
-        return ColumnarChunk(0, [], [], None, None, set())
+        return ColumnarChunk(0, {}, [], [], None, None, set())
     try:
         table = pa_json.read_json(
             pa.BufferReader(buffer), read_options=_BULK_READ, parse_options=_BULK_PARSE
@@ -401,21 +402,32 @@ def _columnar(
     )
     symbol = pc.fill_null(table.column("symbol"), "")
     bucket = pc.divide(micros, pa.scalar(bucket_seconds * 1_000_000, pa.int64()))  # >= 0
-    keyed = pa.table(  # grouping on dictionary codes is about twice as fast as on strings
-        {
-            "b": bucket,
-            "e": pc.dictionary_encode(kind),
-            "s": pc.dictionary_encode(symbol),
-            "d": pc.dictionary_encode(detail),
-        }
+    # One integer code per (event_type, symbol, detail): grouping on (bucket, code) and
+    # bringing back only integers is several times cheaper than strings (measured).
+    kinds = pc.dictionary_encode(kind.combine_chunks())
+    symbols = pc.dictionary_encode(symbol.combine_chunks())
+    details = pc.dictionary_encode(detail.combine_chunks())
+    n_symbols, n_details = len(symbols.dictionary), len(details.dictionary)
+    code = pc.add(
+        pc.multiply(kinds.indices.cast(pa.int64()), n_symbols * n_details),
+        pc.add(pc.multiply(symbols.indices.cast(pa.int64()), n_details), details.indices),
     )
-    grouped = keyed.group_by(["b", "e", "s", "d"], use_threads=False).aggregate([("b", "count")])
+    grouped = (
+        pa.table({"b": bucket, "k": code})
+        .group_by(["b", "k"], use_threads=False)
+        .aggregate([("b", "count")])
+    )
+    kind_names, symbol_names = kinds.dictionary.to_pylist(), symbols.dictionary.to_pylist()
+    detail_names = details.dictionary.to_pylist()
+    keys: dict[int, Key] = {}
+    for number in pc.unique(code).to_pylist():
+        k, rest = divmod(number, n_symbols * n_details)
+        sym, det = divmod(rest, n_details)
+        keys[number] = (kind_names[k], symbol_names[sym], detail_names[det])
     groups = list(
         zip(
             grouped.column("b").to_pylist(),
-            grouped.column("e").to_pylist(),
-            grouped.column("s").to_pylist(),
-            grouped.column("d").to_pylist(),
+            grouped.column("k").to_pylist(),
             grouped.column("b_count").to_pylist(),
             strict=True,
         )
@@ -438,6 +450,7 @@ def _columnar(
     last_beat = pc.max(beats).as_py() if len(beats) else None
     return ColumnarChunk(
         rows=rows,
+        keys=keys,
         groups=groups,
         capped=capped,
         last_ts=pc.max(micros).as_py() / 1e6,
@@ -769,10 +782,10 @@ class TrailStore:
 
     def _apply_columns(self, columns: ColumnarChunk) -> int:
         with self._lock:
-            keys, count = self._keys, self._count
-            for number, kind, symbol, detail, n in columns.groups:
-                key = (kind, symbol, detail)
-                count(number, keys.setdefault(key, key), n)
+            interned = {c: self._keys.setdefault(k, k) for c, k in columns.keys.items()}
+            count = self._count
+            for number, code, n in columns.groups:
+                count(number, interned[code], n)
             self._capped.extend(columns.capped)
             self._symbols.update(columns.symbols)
             if columns.last_ts is not None and (
