@@ -116,6 +116,8 @@ class TradingEngine:
                     self._cancel_sibling(update.symbol, f"{trace_id}-{sibling}", role)
             elif update.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
                 self._remember(update.client_order_id)
+                if self._execution.cancelled_here(update.client_order_id):
+                    return  # our own cancel, already audited when we sent it
                 self._audit.log_event(
                     AuditEventType.ORDER_CANCELLED,
                     "on_order_update",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,6 +53,7 @@ T = TypeVar("T")
 ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE = "e", "tp", "sl", "x"
 _ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE)
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+_REMEMBERED_CANCELS = 10_000
 SIBLING = {TAKE_PROFIT: STOP_LOSS, STOP_LOSS: TAKE_PROFIT}
 
 
@@ -141,6 +143,7 @@ class OrderExecutionManager:
         self._sleep = sleep
         self._asset = asset
         self._filters: dict[str, SymbolFilters] = {}
+        self._cancelled: OrderedDict[str, None] = OrderedDict()  # client ids we cancelled
 
     # -------------------------------------------------------------- startup
 
@@ -231,6 +234,9 @@ class OrderExecutionManager:
         """Cancel one order; audited when something was cancelled. ``None``: it was not open."""
         result = self._read("cancel_order", symbol, lambda: self.exchange.cancel_order(symbol, cid))
         if result is not None:
+            self._cancelled[cid] = None
+            while len(self._cancelled) > _REMEMBERED_CANCELS:
+                self._cancelled.popitem(last=False)
             self._audit.log_event(
                 AuditEventType.ORDER_CANCELLED,
                 "cancel_order",
@@ -244,6 +250,11 @@ class OrderExecutionManager:
                 additional_data={"reason": reason},
             )
         return result
+
+    def cancelled_here(self, cid: str) -> bool:
+        """Whether this manager cancelled (and audited) the order, so the venue's
+        later cancel event is not audited a second time."""
+        return cid in self._cancelled
 
     # --------------------------------------------------------------- trades
 

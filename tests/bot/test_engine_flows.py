@@ -160,6 +160,10 @@ def test_a_rejected_stop_loss_closes_the_position_at_market(rig: Rig) -> None:
     assert not rig.paper.position("BTCUSDT").is_open
     assert rig.paper._state.conditionals == {}
 
+    rig.feed(candle(50_000.0, minute=1))  # the venue's own cancel event arrives later
+    later = [e["event_type"] for e in rig.traces()[trace_id]]
+    assert later.count("order_cancelled") == 1, "the unwind's cancel is audited once"
+
 
 def test_a_stop_loss_failing_on_every_retry_also_ends_in_a_protective_close(rig: Rig) -> None:
     outage = [TemporaryExchangeError("502 Bad Gateway") for _ in range(3)]
