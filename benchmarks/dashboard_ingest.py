@@ -200,8 +200,11 @@ def _flow(rng: random.Random, symbol: str, trace_id: str) -> list[tuple[str, str
 class TrailWriter:
     """Writes sealed lines directly (no AuditLogger) so a million records take seconds."""
 
-    def __init__(self, directory: Path, start: float, seed: int = 7) -> None:
+    def __init__(
+        self, directory: Path, start: float, seed: int = 7, buffering: int = 1 << 20
+    ) -> None:
         self.directory = directory
+        self.buffering = buffering  # large: nothing reaches the file before flush()
         self.now = start
         self.rng = random.Random(seed)
         self.sealer = chain.Sealer()
@@ -230,7 +233,8 @@ class TrailWriter:
         day = moment.strftime("%Y%m%d")
         fh = self.files.get(day)
         if fh is None:
-            fh = self.files[day] = open(self.directory / f"audit_{day}.jsonl", "ab")  # noqa: SIM115
+            path = self.directory / f"audit_{day}.jsonl"
+            fh = self.files[day] = open(path, "ab", buffering=self.buffering)  # noqa: SIM115
         fh.write(line)
         self.written += 1
 
@@ -510,22 +514,40 @@ def main() -> None:
 
     sizes = {p: p.stat().st_size for p in directory.glob("audit_*")}
     state = json.loads((directory / ".state.json").read_text())
-    writer = TrailWriter(directory, state["now"] + 1, seed=99)
+    writer = TrailWriter(directory, state["now"] + 1, seed=99, buffering=1 << 24)
     writer.seq, writer.prev = state["seq"], state["prev"].encode()
     appends = []
     for _ in range(5):
-        writer.write_records(1000, mean_gap=0.5)
+        writer.write_records(1000, mean_gap=0.5)  # held in the writer's buffer ...
         for fh in writer.files.values():
-            fh.flush()
+            fh.flush()  # ... and appended in one write
         t = time.perf_counter()
         n = store.refresh()
         appends.append(time.perf_counter() - t)
         assert n == 1000, n
     best = min(appends) * 1e3
     print(
-        f"  1,000 appended records -> aggregates: best {best:.1f} ms, "
-        f"median {sorted(appends)[2] * 1e3:.1f} ms  (target <= 10 ms, {10 / best:.1f}x margin)"
+        f"  1,000 appended records, refresh() (read, parse, aggregate, hash check): "
+        f"best {best:.1f} ms, median {sorted(appends)[2] * 1e3:.1f} ms  (target <= 10 ms)"
     )
+    store.start()  # now live: watchdog observer + ingest thread
+    live = []
+    for _ in range(5):
+        expected = sum(store.totals().values()) + 1000
+        writer.write_records(1000, mean_gap=0.5)
+        t = time.perf_counter()
+        for fh in writer.files.values():
+            fh.flush()
+        while sum(store.totals().values()) < expected:
+            store.wait_for_version(store.version, 0.5)
+        live.append(time.perf_counter() - t)
+    best = min(live) * 1e3
+    print(
+        f"  1,000 appended records -> aggregates, live (write -> inotify -> ingest thread ->"
+        f" counts): best {best:.1f} ms, median {sorted(live)[2] * 1e3:.1f} ms (target <= 10 ms,"
+        f" {10 / best:.1f}x margin)"
+    )
+    store.stop()
     assert store.integrity.ok, store.integrity
 
     panel_times = []

@@ -233,7 +233,10 @@ class _ChainChecker:
 
     def rewind(self, day: str) -> None:
         """A day file is read again from its start: check it against the chain as it stood."""
-        self._pending.clear()  # lines already queued from that file will be read again
+        # lines already queued from that day will be read again
+        self._pending = deque(
+            item for item in self._pending if chain.day_of_file(Path(item[0])) != day
+        )
         self._seq, self._hash = self._day_start.get(day, (None, None))
         self._file = ""
 
@@ -557,6 +560,7 @@ class TrailStore:
         self._lock = threading.Lock()  # aggregates
         self._ingest_lock = threading.Lock()  # follower + checker: one ingest at a time
         self._lifecycle = threading.Lock()
+        self._check_lock = threading.Lock()  # the chain checker
         self._changed = threading.Condition(self._lock)
         self._follower = TrailFollower(self.audit_dir, on_reset=self._on_reset)
         self._stats: ReadStats = self._follower.stats
@@ -689,7 +693,8 @@ class TrailStore:
             else:
                 count = self._ingest_lines(self._follower.poll_lines())
             if history_budget != 0 and self._checker.history_pending:
-                self._checker.advance_history(history_budget)
+                with self._check_lock:
+                    self._checker.advance_history(history_budget)
                 self._bump()
             return count
 
@@ -745,14 +750,14 @@ class TrailStore:
                     if columns is None:
                         chunk = data[start:end]
                         lines = self._parse_lines(path.name, number, chunk.split(b"\n")[:-1])
-                        count += self._apply(lines, check=False)
+                        count += self._apply(lines)
                         number += len(lines)
                     else:
                         self._stats.records += columns.rows
                         count += self._apply_columns(columns)
                         number += columns.rows
                 tail_lines = data[tail:].split(b"\n")[:-1]
-                count += self._apply(self._parse_lines(path.name, number, tail_lines), check=False)
+                count += self._apply(self._parse_lines(path.name, number, tail_lines))
                 number += len(tail_lines)
                 try:
                     self._follower.resume(path, len(data), number)
@@ -760,7 +765,8 @@ class TrailStore:
                     continue
                 plan.append((path, len(data)))
                 del data, whole
-        self._checker.set_history(plan)
+        with self._check_lock:
+            self._checker.set_history(plan)
         self._bump()
         return count
 
@@ -802,14 +808,21 @@ class TrailStore:
         return columns.rows
 
     def _ingest_lines(self, lines: list[FollowedLine]) -> int:
-        return self._apply(lines, check=True) if lines else 0
+        if not lines:
+            return 0
+        count = self._apply(lines)
+        # The chain check comes after the aggregates are visible: it never delays them.
+        with self._check_lock:
+            feed = self._checker.feed
+            for line in lines:
+                feed(line.file, line.number, line.raw)
+        self._bump()
+        return count
 
-    def _apply(self, lines: list[FollowedLine], *, check: bool) -> int:
+    def _apply(self, lines: list[FollowedLine]) -> int:
         count = 0
         with self._lock:
             for line in lines:
-                if check:
-                    self._checker.feed(line.file, line.number, line.raw)
                 parsed = line.parsed
                 if isinstance(parsed, str):
                     continue
@@ -900,7 +913,8 @@ class TrailStore:
         """A day file shrank or was replaced and is read again: forget what came from it."""
         lo = calendar.timegm(time.strptime(day, "%Y%m%d"))
         hi = lo + _DAY
-        self._checker.rewind(day)
+        with self._check_lock:
+            self._checker.rewind(day)
         with self._lock:
             for number in [b for b in self._buckets if lo <= b * self.bucket_seconds < hi]:
                 for key, n in self._buckets.pop(number).items():
@@ -1086,12 +1100,10 @@ class TrailStore:
 
     @property
     def integrity(self) -> IntegrityStatus:
+        with self._check_lock:
+            status = replace(self._checker.status)
         with self._lock:
-            return replace(
-                self._checker.status,
-                gaps=self._totals[_GAP],
-                recoveries=self._totals[_RECOVERED],
-            )
+            return replace(status, gaps=self._totals[_GAP], recoveries=self._totals[_RECOVERED])
 
     # -------------------------------------------------------------- internals
 
