@@ -32,33 +32,36 @@ What lives here and why:
   not failures.
 
 Cold load: why pyarrow.json. Figures from ``benchmarks/dashboard_ingest.py
---parsers`` on one 112 MB day file of 229,139 generated records (2 shared CPUs,
-CPU seconds because wall time swung with the load of other jobs):
+--parsers`` on one 112 MB day file of 229,139 generated records (2 CPUs shared
+with other jobs, load ~2; CPU seconds, as wall time swung with that load):
 
-=============================================  ==========
-candidate                                      CPU s
-=============================================  ==========
-orjson.loads per line                          1.64
-reader.parse_line per line (orjson + checks)   2.29
-pandas.read_json(lines=True)                   4.43
-pandas.read_json(lines=True, engine=pyarrow)   3.12
-pyarrow.json.read_json, all fields             2.33
-**pyarrow.json.read_json, needed fields**      **0.68**
-polars.read_ndjson, same needed fields         0.78-0.85
-DuckDB read_json, needed fields + group by     1.32
-=============================================  ==========
+===================================================  =====  ======
+candidate                                            CPU s  wall s
+===================================================  =====  ======
+orjson.loads per line                                1.93   1.94
+reader.parse_line per line (orjson + validation)     2.60   2.60
+pandas.read_json(lines=True)                         5.27   5.27
+pandas.read_json(lines=True, engine=pyarrow)         2.89   2.11
+pyarrow.json.read_json, all fields                   2.54   1.32
+**pyarrow.json.read_json, needed fields**            0.68   0.34
+same + validation + aggregates (columnar_aggregate)  0.89   0.61
+polars.read_ndjson, same needed fields               0.49   0.26
+DuckDB read_json, needed fields, grouped in SQL      0.41   0.31
+===================================================  =====  ======
 
-A per-line Python parser cannot load a million records in seconds on this
-machine (1.6-2.3 CPU s per 229k lines before any aggregation). pyarrow with an
-explicit schema of only the needed fields (``BULK_SCHEMA``; the rest is
-skipped but still checked to be JSON) is the cheapest, ties with polars, is
-already a dependency, and — unlike polars, which turns a number where a string
-is expected into a string — fails on wrong types, so a chunk with any doubtful
-line falls back to the exact per-line parser, which names each bad line. The
-aggregation itself is vectorized (validation, timestamps, grouping by bucket x
-key) and chunks are parsed on a 2-thread pool while the previous chunk's
-groups are merged. Only the newest ``tail_lines`` records go through the
-per-record path, to fill the recent table and the trace LRU.
+A per-line Python parser cannot load a million records in seconds here (about
+2-2.6 CPU s per 229k lines before any aggregation). pyarrow with an explicit
+schema of only the needed fields (``BULK_SCHEMA``; the rest is skipped but still
+checked to be JSON) is 3-4x cheaper, is already a dependency, and fails on a
+wrong type where polars quietly turns a number into a string — so a chunk with
+any doubtful line falls back to the exact per-line parser, which names each bad
+line. polars and DuckDB parse 25-40 % cheaper; that did not outweigh a new
+~30-60 MB dependency with laxer typing, but DuckDB is the next step if the cold
+load must get faster. Validation, timestamps and grouping by (bucket, key code)
+are vectorized, and chunks are parsed on a 2-thread pool (pyarrow releases the
+GIL) while the previous chunk's groups are merged. Only the newest
+``tail_lines`` records go through the per-record path, to fill the recent
+table, the trace LRU and the exact-edge index.
 """
 
 from __future__ import annotations
