@@ -131,6 +131,7 @@ _HEARTBEAT = "heartbeat"
 _GAP = "audit_gap"
 _RECOVERED = "audit_recovered"
 _DAY = 86_400
+_SEP_LEN, _END_LEN = len(chain.HASH_SEP), len(chain.LINE_END)
 _HISTORY_SLICE = 20_000  # lines the ingest thread verifies between two polls
 
 
@@ -249,14 +250,26 @@ class _ChainChecker:
             day = chain.day_of_file(Path(file))
             if day is not None:
                 self._day_start.setdefault(day, (self._seq, self._hash))
-        line = raw + b"\n"
-        seal: Any = chain.parse_seal(line)
+        if self._hash is not None and self._seq is not None:
+            # Fast path: the line ends with exactly the seq/prev we expect, and its hash.
+            end = len(raw) - chain.TAIL_LEN
+            tag = chain.chain_tag(self._seq + 1, self._hash)
+            if raw[end - len(tag) : end] == tag and raw[end : end + _SEP_LEN] == chain.HASH_SEP:
+                digest = raw[end + _SEP_LEN : -_END_LEN]
+                if (
+                    raw.endswith(chain.LINE_END)
+                    and self._sealer.digest(raw[:end] + chain.LINE_END) == digest
+                ):
+                    self._seq, self._hash = self._seq + 1, digest
+                    self.status.checked_records += 1
+                    return
+        seal = chain.parse_seal(raw)  # slow path: say exactly what is wrong
         if seal is None:
             self._fail(file, number, "not a sealed audit record (edited or torn)")
             self._seq = self._hash = None
             return
-        seq, prev, digest = seal if len(seal) == 3 else (seal[0], _prev_of(line), seal[1])
-        if self._sealer.digest(chain.body_of(line)) != digest:
+        seq, prev, digest = seal
+        if self._sealer.digest(chain.body_of(raw)) != digest:
             hint = "" if self._sealer.keyed else " (or the trail is HMAC-sealed: set the key)"
             self._fail(file, number, f"hash does not match the content: edited{hint}")
         elif self._hash is not None and prev != self._hash:
@@ -271,13 +284,6 @@ class _ChainChecker:
         self.status.ok = False
         if self.status.problem is None:
             self.status.problem = f"{file} line {number}: {what}"
-
-
-def _prev_of(line: bytes) -> bytes:
-    """`prev` of a sealed line, for a ``parse_seal`` that returns only (seq, hash)."""
-    # `...,"prev":"<64 hex>","hash":"<64 hex>"}\n`
-    end = len(line) - len(b'"}\n') - 64 - len(b'","hash":"')
-    return line[end - 64 : end]
 
 
 def _history_lines(plan: list[tuple[Path, int]]) -> Iterator[tuple[str, int, bytes]]:

@@ -444,3 +444,18 @@ def test_series_step_merges_buckets(
     merged = store.series(start, clock.now, step_seconds=600)
     assert all(b - a == 600 for (a, _), (b, _) in itertools.pairwise(merged))
     assert sum((c for _, c in merged), Counter()) == truth(tmp_path)
+
+
+def test_a_deleted_record_breaks_the_chain_at_the_next_line(
+    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+) -> None:
+    make_trail(tmp_path, flows=4)
+    path = day_file(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    del lines[5]
+    path.write_bytes(b"".join(lines))
+    store = stores(tmp_path)
+    store.refresh()
+    integrity = store.integrity
+    assert integrity.ok is False and integrity.problems == 1
+    assert integrity.problem is not None and f"{path.name} line 6: prev" in integrity.problem
