@@ -79,6 +79,7 @@ from bot.errors import (
     UnknownOutcomeError,
     VenueRejectedError,
 )
+from bot.exchange.base import OrderUpdateHandler
 from bot.models import (
     Balance,
     Candle,
@@ -110,11 +111,20 @@ UNKNOWN_OUTCOME_CODES = frozenset({-1006, -1007})
 UNKNOWN_OUTCOME_STATUSES = frozenset({408})  # backend timeout behind the gateway
 CONDITIONAL_TYPES = frozenset({OrderType.TAKE_PROFIT_MARKET.value, OrderType.STOP_MARKET.value})
 
-OrderUpdateHandler = Callable[[OrderUpdate], None]
 
 # --------------------------------------------------------------------------- errors
 
 _SIGNATURE_RE = re.compile(r"(signature=)[^&\s'\"]+", re.I)
+
+
+def _unless_no_such_order(attempt: Callable[[], OrderResult]) -> OrderResult | None:
+    """The attempt's order, or None when the venue answers that there is no such order."""
+    try:
+        return attempt()
+    except VenueRejectedError as exc:
+        if exc.code in NO_SUCH_ORDER:
+            return None
+        raise
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -948,26 +958,28 @@ class BinanceExchange:
         )
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
-        try:
-            raw = self._call(
-                "query_order", "futures_get_order", symbol=symbol, origClientOrderId=client_order_id
+        regular = _unless_no_such_order(
+            lambda: order_result(
+                self._call(
+                    "query_order",
+                    "futures_get_order",
+                    symbol=symbol,
+                    origClientOrderId=client_order_id,
+                )
             )
-            return order_result(raw)
-        except VenueRejectedError as exc:
-            if exc.code not in NO_SUCH_ORDER:
-                raise
-        try:
-            raw = self._call(
-                "query_order",
-                "futures_get_algo_order",
-                symbol=symbol,
-                clientAlgoId=client_order_id,
+        )
+        if regular is not None:
+            return regular
+        return _unless_no_such_order(
+            lambda: algo_order_result(
+                self._call(
+                    "query_order",
+                    "futures_get_algo_order",
+                    symbol=symbol,
+                    clientAlgoId=client_order_id,
+                )
             )
-            return algo_order_result(raw)
-        except VenueRejectedError as exc:
-            if exc.code not in NO_SUCH_ORDER:
-                raise
-        return None
+        )
 
     # --------------------------------------------------------------- orders
 
@@ -1041,35 +1053,35 @@ class BinanceExchange:
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         # Conditional orders first: the bot cancels take-profit/stop-loss siblings far
         # more often than anything else.
-        try:
+        def cancel_algo() -> OrderResult:
             self._call(
                 "cancel_order",
                 "futures_cancel_algo_order",
                 symbol=symbol,
                 clientAlgoId=client_order_id,
             )
-            raw = self._call(
-                "cancel_order",
-                "futures_get_algo_order",
-                symbol=symbol,
-                clientAlgoId=client_order_id,
+            return algo_order_result(
+                self._call(
+                    "cancel_order",
+                    "futures_get_algo_order",
+                    symbol=symbol,
+                    clientAlgoId=client_order_id,
+                )
             )
-            return algo_order_result(raw)
-        except VenueRejectedError as exc:
-            if exc.code not in NO_SUCH_ORDER:
-                raise
-        try:
-            raw = self._call(
-                "cancel_order",
-                "futures_cancel_order",
-                symbol=symbol,
-                origClientOrderId=client_order_id,
+
+        algo = _unless_no_such_order(cancel_algo)
+        if algo is not None:
+            return algo
+        return _unless_no_such_order(
+            lambda: order_result(
+                self._call(
+                    "cancel_order",
+                    "futures_cancel_order",
+                    symbol=symbol,
+                    origClientOrderId=client_order_id,
+                )
             )
-            return order_result(raw)
-        except VenueRejectedError as exc:
-            if exc.code not in NO_SUCH_ORDER:
-                raise
-        return None
+        )
 
     def cancel_all_orders(self, symbol: str) -> int:
         regular = self._call("cancel_all_orders", "futures_get_open_orders", symbol=symbol)
