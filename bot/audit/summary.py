@@ -14,8 +14,6 @@ in sync).
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bot.audit import chain
+from bot.audit import chain, pieces
 from bot.audit.reader import open_trail_file, parse_line
 
 # name -> (numerator event types, denominator event types), as in SPEC §9.
@@ -40,7 +38,6 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _PARSED_TYPES = frozenset({b"risk_rejection", b"order_rejected"})
 _TS = slice(len(chain.TIMESTAMP_PREFIX), len(chain.TIMESTAMP_PREFIX) + chain.TIMESTAMP_LEN)
 _KEY_AT = _TS.stop
-_SPLIT_BYTES = 16 << 20
 
 
 @dataclass
@@ -98,7 +95,7 @@ def summarize(
     files = chain.trail_files(Path(directory))
     lo = since.encode() if since else None
     hi = until.encode() if until else None
-    count = workers or os.cpu_count() or 1
+    count = pieces.worker_count(workers)
     tasks: list[_Task] = []
     for path in files:
         day = chain.day_of_file(path) or ""
@@ -109,27 +106,11 @@ def summarize(
         whole_day = (lo is None or lo <= iso + b"T") and (hi is None or iso + b"U" <= hi)
         task_lo, task_hi = (None, None) if whole_day else (lo, hi)
         sym = symbol.encode() if symbol else None
-        if path.name.endswith(".gz"):
-            tasks.append(_Task(str(path), 0, -1, task_lo, task_hi, sym))
-            continue
-        size = path.stat().st_size
-        pieces = min(count * 2, max(1, size // _SPLIT_BYTES)) if count > 1 else 1
-        cuts = [0]
-        with open(path, "rb") as fh:
-            for k in range(1, pieces):
-                fh.seek(size * k // pieces)
-                fh.readline()
-                if cuts[-1] < fh.tell() < size:
-                    cuts.append(fh.tell())
-        cuts.append(size)
         tasks.extend(
-            _Task(str(path), a, b, task_lo, task_hi, sym) for a, b in itertools.pairwise(cuts)
+            _Task(str(path), a, b, task_lo, task_hi, sym)
+            for a, b in pieces.line_ranges(path, count)
         )
-    if count > 1 and len(tasks) > 1:
-        with multiprocessing.get_context("fork").Pool(min(count, len(tasks))) as pool:
-            parts = pool.map(_scan_task, tasks, chunksize=1)
-    else:
-        parts = [_scan_task(task) for task in tasks]
+    parts = pieces.map_pieces(_scan_task, tasks, count)
     total = Summary()
     for part in parts:
         total.merge(part)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
-import itertools
-import multiprocessing
 import os
 from binascii import hexlify
 from dataclasses import dataclass, field
@@ -32,12 +30,11 @@ from typing import Any
 
 import orjson
 
-from bot.audit import chain
+from bot.audit import chain, pieces
 
 GENESIS = chain.GENESIS_HASH.encode()
 _TAIL = chain.TAIL_LEN
 _NOTE_TYPES = (b"audit_gap", b"audit_recovered")
-_SPLIT_BYTES = 16 << 20  # files larger than this are verified in parallel pieces
 _LOOKAHEAD = 10_000
 
 
@@ -106,8 +103,9 @@ def verify_trail(
     directory = Path(directory)
     files = chain.trail_files(directory)
     report = VerifyReport(files=len(files))
-    tasks = _plan(files, hmac_key, workers or os.cpu_count() or 1)
-    results = _run(tasks, workers)
+    count = pieces.worker_count(workers)
+    tasks = _plan(files, hmac_key, count)
+    results = pieces.map_pieces(_scan_task, tasks, count)
 
     seq, prev = 0, GENESIS
     file_start: dict[str, tuple[int, bytes, int]] = {}  # path -> (seq, prev, records before)
@@ -164,30 +162,10 @@ def _plan(files: list[Path], key: bytes | None, workers: int) -> list[_Task]:
             day[4:6].encode(),
             day[6:].encode(),
         )
-        if path.name.endswith(".gz"):
-            tasks.append(_Task(str(path), 0, -1, prefix, key))
-            continue
-        size = path.stat().st_size
-        pieces = min(workers * 2, max(1, size // _SPLIT_BYTES)) if workers > 1 else 1
-        cuts = [0]
-        with open(path, "rb") as fh:
-            for k in range(1, pieces):
-                fh.seek(size * k // pieces)
-                fh.readline()  # to the next line start
-                if fh.tell() > cuts[-1] and fh.tell() < size:
-                    cuts.append(fh.tell())
-        cuts.append(size)
-        tasks.extend(_Task(str(path), a, b, prefix, key) for a, b in itertools.pairwise(cuts))
+        tasks.extend(
+            _Task(str(path), a, b, prefix, key) for a, b in pieces.line_ranges(path, workers)
+        )
     return tasks
-
-
-def _run(tasks: list[_Task], workers: int | None) -> list[_TaskResult]:
-    count = workers or os.cpu_count() or 1
-    if count <= 1 or len(tasks) <= 1:
-        return [_scan_task(task) for task in tasks]
-    context = multiprocessing.get_context("fork")
-    with context.Pool(min(count, len(tasks))) as pool:
-        return pool.map(_scan_task, tasks, chunksize=1)
 
 
 def _read(task: _Task) -> bytes:
