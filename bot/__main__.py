@@ -187,6 +187,8 @@ class Bot:
         self.venue.exchange.close()
 
     def _heartbeats(self, stop: threading.Event) -> None:
+        """One as streaming starts, then one every period: a silent bot is visible at once."""
+        self.engine.heartbeat()
         while not stop.wait(self.settings["heartbeat_seconds"]):
             self.engine.heartbeat()
 

@@ -244,3 +244,17 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
             if path.is_file():
                 assert FAKE_KEY.encode() not in path.read_bytes(), path
                 assert FAKE_SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_the_first_heartbeat_comes_as_streaming_starts_not_a_period_later(
+    run_bot: Callable[..., BotProcess],
+) -> None:
+    bot = run_bot("--mode", "paper", "--market", "sim", "--heartbeat-seconds", "3600")
+    wait_until(
+        lambda: any(r["event_type"] == "heartbeat" for r in bot.records()),
+        60,
+        "a heartbeat long before the first hour is over",
+    )
+    bot.proc.send_signal(signal.SIGTERM)
+    assert_clean_stop(bot, "SIGTERM")
