@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings["audit_dir"],
             hmac_key=settings.secrets.audit_hmac_key or None,
             redact_values=settings.secrets.values(),
+            fsync_interval=settings["audit.fsync_interval_seconds"],
+            checkpoint_interval=settings["audit.checkpoint_interval_seconds"],
         )
     except AuditDirectoryLocked as exc:
         print(f"python -m bot: {exc}", file=sys.stderr)

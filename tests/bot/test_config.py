@@ -66,6 +66,7 @@ def test_symbols_and_intervals_are_comma_separated_on_the_command_line() -> None
         ([], "[risk]\nmargin_type = 'CROSS'\n", "(allowed: ISOLATED, CROSSED)"),
         ([], "[strategy]\nfast_period = 9\nslow_period = 8\n", "strategy.slow_period"),
         ([], "leverage = = 3\n", "is not valid TOML"),
+        ([], "[audit]\nfsync_interval_seconds = 0\n", "audit.fsync_interval_seconds: 0"),
         (["--mode", "demo"], "", "mode: 'demo' is not allowed (allowed: paper, testnet, live)"),
         (["--symbols", "btcusdt"], "", "symbols: ['btcusdt'] is not allowed"),
         (["--intervals", "2m"], "", "intervals: ['2m'] is not allowed"),

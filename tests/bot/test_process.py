@@ -247,14 +247,16 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
 
 
 @pytest.mark.slow
-def test_the_first_heartbeat_comes_as_streaming_starts_not_a_period_later(
-    run_bot: Callable[..., BotProcess],
+def test_the_first_heartbeat_comes_at_once_and_checkpoints_follow_the_config(
+    run_bot: Callable[..., BotProcess], tmp_path: Path
 ) -> None:
-    bot = run_bot("--mode", "paper", "--market", "sim", "--heartbeat-seconds", "3600")
+    config = tmp_path / "bot.toml"
+    config.write_text("[audit]\ncheckpoint_interval_seconds = 1\n")
+    bot = run_bot("--config", str(config), "--heartbeat-seconds", "3600")
     wait_until(
-        lambda: any(r["event_type"] == "heartbeat" for r in bot.records()),
+        lambda: {"heartbeat", "audit_checkpoint"} <= {r["event_type"] for r in bot.records()},
         60,
-        "a heartbeat long before the first hour is over",
+        "a heartbeat long before the first hour is over, and a periodic checkpoint",
     )
     bot.proc.send_signal(signal.SIGTERM)
     assert_clean_stop(bot, "SIGTERM")
