@@ -72,7 +72,7 @@ log = logging.getLogger("dashboard.alerts")
 DEFAULT_RULES_FILE = Path(__file__).with_name("alerts.toml")
 DEFAULT_AUDIT_DIR = "logs/audit"
 DEFAULT_ALERTS_DIR = "logs/alerts"
-ALERTS_FILE_PREFIX = "alerts_"
+ALERTS_FILE_PREFIX = chain.ALERTS_FILE_PREFIX
 ALERT_EVENT_TYPES = frozenset(
     {AuditEventType.ALERT_FIRED.value, AuditEventType.ALERT_RESOLVED.value}
 )

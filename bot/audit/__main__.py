@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         "audit_gap and audit_recovered records are reported but are not tampering.",
     )
     verify.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    verify.add_argument(
+        "--prefix",
+        default=chain.FILE_PREFIX,
+        choices=chain.TRAIL_PREFIXES,
+        help="day file prefix: audit_ (default), or alerts_ for the alerts process's trail",
+    )
     verify.set_defaults(run=_verify)
 
     tail = commands.add_parser(
@@ -129,8 +135,15 @@ def _key() -> bytes | None:
 
 
 def _verify(args: argparse.Namespace, directory: Path) -> int:
+    if not chain.trail_files(directory, args.prefix):
+        others = [p for p in chain.TRAIL_PREFIXES if chain.trail_files(directory, p)]
+        if others:
+            raise UsageError(
+                f"no {args.prefix}* day files in {directory}; it holds {others[0]}* files: "
+                f"add --prefix {others[0]}"
+            )
     started = time.perf_counter()
-    report = verify_trail(directory, _key(), workers=args.workers)
+    report = verify_trail(directory, _key(), workers=args.workers, prefix=args.prefix)
     elapsed = time.perf_counter() - started
     for note in report.notes:
         print(f"note: {note.file} line {note.line}: {note.event_type} {_describe(note.data)}")

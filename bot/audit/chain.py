@@ -28,6 +28,8 @@ from pathlib import Path
 
 GENESIS_HASH = "0" * 64
 FILE_PREFIX = "audit_"
+ALERTS_FILE_PREFIX = "alerts_"  # the alerts process's trail: same format (SPEC §5)
+TRAIL_PREFIXES = (FILE_PREFIX, ALERTS_FILE_PREFIX)
 DAY_FILE_RE = re.compile(r"^audit_(\d{8})\.jsonl(\.gz)?$")
 LOCK_FILE = ".audit.lock"
 ANCHOR_FILE = ".audit.head.json"

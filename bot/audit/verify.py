@@ -97,14 +97,18 @@ class _TaskResult:
 
 
 def verify_trail(
-    directory: str | os.PathLike[str], hmac_key: bytes | None = None, workers: int | None = None
+    directory: str | os.PathLike[str],
+    hmac_key: bytes | None = None,
+    workers: int | None = None,
+    prefix: str = chain.FILE_PREFIX,
 ) -> VerifyReport:
-    """Verify every day file of ``directory`` and its head anchor."""
+    """Verify every day file of ``directory`` and its head anchor. ``prefix`` selects the
+    trail: ``audit_`` (the bot) or ``alerts_`` (the alerts process), same format."""
     directory = Path(directory)
-    files = chain.trail_files(directory)
+    files = chain.trail_files(directory, prefix)
     report = VerifyReport(files=len(files))
     count = pieces.worker_count(workers)
-    tasks = _plan(files, hmac_key, count)
+    tasks = _plan(files, hmac_key, count, prefix)
     results = pieces.map_pieces(_scan_task, tasks, count)
 
     seq, prev = 0, GENESIS
@@ -120,7 +124,7 @@ def verify_trail(
         )
         if broken or result.torn:
             start_seq, start_prev, before = file_start[task.path]
-            report.problem = _diagnose(Path(task.path), start_seq, start_prev, hmac_key)
+            report.problem = _diagnose(Path(task.path), start_seq, start_prev, hmac_key, prefix)
             if report.problem is None:  # pragma: no cover - pass 1 and 2 disagree
                 report.problem = Problem(
                     Path(task.path).name, base + (result.bad or 0) + 1, "edited", "bad line"
@@ -153,19 +157,18 @@ def verify_trail(
 # ----------------------------------------------------------------- pass 1
 
 
-def _plan(files: list[Path], key: bytes | None, workers: int) -> list[_Task]:
-    tasks: list[_Task] = []
-    for path in files:
-        day = chain.day_of_file(path) or ""
-        prefix = b'{"timestamp":"%s-%s-%sT' % (
-            day[:4].encode(),
-            day[4:6].encode(),
-            day[6:].encode(),
-        )
-        tasks.extend(
-            _Task(str(path), a, b, prefix, key) for a, b in pieces.line_ranges(path, workers)
-        )
-    return tasks
+def _plan(files: list[Path], key: bytes | None, workers: int, prefix: str) -> list[_Task]:
+    return [
+        _Task(str(path), a, b, _line_start(path, prefix), key)
+        for path in files
+        for a, b in pieces.line_ranges(path, workers)
+    ]
+
+
+def _line_start(path: Path, file_prefix: str) -> bytes:
+    """How every line of a day file begins: its records' timestamps fall on its day."""
+    day = chain.day_of_file(path, file_prefix) or ""
+    return b'{"timestamp":"%s-%s-%sT' % (day[:4].encode(), day[4:6].encode(), day[6:].encode())
 
 
 def _read(task: _Task) -> bytes:
@@ -234,15 +237,14 @@ def _scan(
 # ----------------------------------------------------------------- pass 2
 
 
-def _diagnose(path: Path, seq: int, prev: bytes, key: bytes | None) -> Problem | None:
+def _diagnose(path: Path, seq: int, prev: bytes, key: bytes | None, prefix: str) -> Problem | None:
     """Re-scan one file from a known-good state and explain its first bad line."""
     with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as fh:
         data = fh.read()
     lines = data.split(b"\n")
     tail = lines.pop()
-    day = chain.day_of_file(path) or ""
-    prefix = b'{"timestamp":"%s-%s-%sT' % (day[:4].encode(), day[4:6].encode(), day[6:].encode())
-    bad, seq, prev = _scan(lines, seq, prev, key, prefix, [])
+    start = _line_start(path, prefix)
+    bad, seq, prev = _scan(lines, seq, prev, key, start, [])
     name = path.name
     if bad is None:
         if tail:
@@ -255,7 +257,7 @@ def _diagnose(path: Path, seq: int, prev: bytes, key: bytes | None) -> Problem |
                 "writer next starts",
             )
         return None
-    return Problem(name, bad + 1, *_classify(lines, bad, seq, prev, key, prefix))
+    return Problem(name, bad + 1, *_classify(lines, bad, seq, prev, key, start))
 
 
 def _classify(

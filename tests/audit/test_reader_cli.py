@@ -187,6 +187,20 @@ def test_verify_exit_codes_and_keyed_trails(tmp_path, open_logger):
     assert missing.returncode == 2 and "no such audit directory" in missing.stderr
 
 
+def test_verify_checks_the_alerts_trail_with_its_prefix(tmp_path, open_logger):
+    directory = tmp_path / "alerts"
+    logger = open_logger(directory, file_prefix=chain.ALERTS_FILE_PREFIX)
+    logger.log_event(E.ALERT_FIRED, "evaluate_rules", additional_data={"rule": "r"})
+    logger.close()
+    ok = run_cli("verify", str(directory), "--prefix", "alerts_")
+    assert ok.returncode == 0 and "INTACT" in ok.stdout
+    hint = run_cli("verify", str(directory))
+    assert hint.returncode == 2 and "--prefix alerts_" in hint.stderr
+    (directory / "alerts_20000101.jsonl").write_bytes(b'{"edited": true}\n')
+    bad = run_cli("verify", str(directory), "--prefix", "alerts_")
+    assert bad.returncode == 1 and "alerts_20000101.jsonl line 1" in bad.stdout
+
+
 def test_tail_prints_pretty_or_raw(tmp_path, open_logger):
     directory = tmp_path / "audit"
     generate(directory, open_logger)
