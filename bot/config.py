@@ -111,9 +111,7 @@ KEYS: tuple[Key, ...] = (
         "sim.volatility", float, 0.0015, "number > 0 and <= 0.05 (per 1m candle)", _above_zero(0.05)
     ),
     Key("audit.fsync_interval_seconds", float, 1.0, "number 0.01..60", _between(0.01, 60)),
-    Key(
-        "audit.checkpoint_interval_seconds", float, 60.0, "number 1..86400", _between(1, 86400)
-    ),
+    Key("audit.checkpoint_interval_seconds", float, 60.0, "number 1..86400", _between(1, 86400)),
     Key("execution.max_attempts", int, 4, "integer 1..10", _between(1, 10)),
     Key("execution.backoff_base_seconds", float, 0.5, "number 0..60", _between(0, 60)),
     Key("execution.backoff_max_seconds", float, 8.0, "number 0..300", _between(0, 300)),
