@@ -8,6 +8,7 @@ Prices and quantities are floats; rounding to a symbol's filters goes through
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -58,9 +59,17 @@ class OrderStatus(StrEnum):
         """Accepted by the venue and not (yet) dead: counts as "placed"."""
         return self in _LIVE_STATUSES
 
+    @property
+    def is_final(self) -> bool:
+        """Nothing more will happen to the order: filled, cancelled, expired or rejected."""
+        return self in _FINAL_STATUSES
+
 
 _LIVE_STATUSES = frozenset(
     {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.TRIGGERED}
+)
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
 
 
@@ -188,6 +197,8 @@ class OrderResult:
     avg_price: float = 0.0
     stop_price: float | None = None
     update_time: int = 0  # ms since epoch
+    close_position: bool = False
+    reduce_only: bool = False
 
     def as_audit(self) -> dict[str, Any]:
         """The result as it appears in ``response`` of order events."""
@@ -228,6 +239,27 @@ class Position:
             return SignalType.SHORT
         return None
 
+    def is_protected_by(self, orders: Iterable[OrderResult]) -> bool:
+        """Whether open ``orders`` hold a stop-loss for this whole position.
+
+        A STOP_MARKET on the closing side counts when it closes the position
+        (closePosition), or reduce-only ones together cover its amount. A flat
+        position needs none.
+        """
+        side = self.side
+        if side is None:
+            return True
+        stops = [
+            o
+            for o in orders
+            if o.symbol == self.symbol
+            and o.order_type is OrderType.STOP_MARKET
+            and o.side is side.exit_side
+            and not o.status.is_final
+        ]
+        covered = sum(o.quantity - o.filled_quantity for o in stops if o.reduce_only)
+        return any(o.close_position for o in stops) or covered >= abs(self.amount)
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:
@@ -259,6 +291,22 @@ class OrderUpdate:
     realized_pnl: float = 0.0
     commission: float = 0.0
     event_time: int = 0  # ms since epoch
+
+    @classmethod
+    def of_result(cls, order: OrderResult) -> OrderUpdate:
+        """The update an order query's answer stands for (realised PnL and fees unknown: 0)."""
+        return cls(
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            order_type=order.order_type,
+            side=order.side,
+            status=order.status,
+            order_id=order.order_id,
+            algo_id=order.algo_id,
+            filled_quantity=order.filled_quantity,
+            avg_price=order.avg_price,
+            event_time=order.update_time,
+        )
 
     def as_audit(self) -> dict[str, Any]:
         data: dict[str, Any] = {

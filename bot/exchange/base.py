@@ -96,6 +96,14 @@ class Exchange(Protocol):
         """The symbol's position; a flat position has ``amount == 0``."""
         ...
 
+    def open_orders(self, symbol: str) -> list[OrderResult]:
+        """Every open order of the symbol, regular and conditional (algo).
+
+        Results carry ``close_position`` / ``reduce_only`` as the venue has them,
+        so a caller can tell whether a stop-loss protects a position.
+        """
+        ...
+
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         """Look an order up by client order id, regular or conditional (algo).
 
@@ -160,11 +168,17 @@ class Exchange(Protocol):
 
     # --------------------------------------------------------------- events
 
-    def subscribe_order_updates(self, handler: OrderUpdateHandler) -> None:
+    def subscribe_order_updates(
+        self, handler: OrderUpdateHandler, *, on_connected: Callable[[], None] | None = None
+    ) -> None:
         """Call ``handler`` for every order state change of this account.
 
         Fills of entries, take-profits and stop-losses, cancels and expiries.
-        The handler may be called from another thread; it must not raise.
+        A venue's stream loses what happens while it is down, so
+        ``on_connected`` is called after every (re)connect of the stream, the
+        first one included: the subscriber queries what it may have missed
+        (``query_order``). Both may be called from another thread; they must
+        not raise.
         """
         ...
 

@@ -41,7 +41,11 @@ We keep the SDK's reconnect logic and add what it lacks:
   ``user_data_stream`` / ``kline_stream``);
 * the listenKey is kept alive here (PUT every ``keepalive_interval``), so a
   failing keepalive is audited and leads to a fresh key; the SDK's own timer
-  is disabled.
+  is disabled;
+* a stream loses what is published while it is down, so after every
+  (re)connect, ours or the SDK's own, the stream's ``on_connected`` runs before
+  messages flow again: the kline feed refills missed candles from REST, the
+  order-update subscriber looks up the orders it tracks (``query_order``).
 
 The adapter audits only what only it sees (stream restarts and keepalive
 failures); orders, retries and errors are audited by the execution layer.
@@ -302,6 +306,11 @@ def _status(table: Mapping[str, OrderStatus], raw: Any) -> OrderStatus:
     return table.get(str(raw), OrderStatus.NEW)
 
 
+def _flag(raw: Any) -> bool:
+    """A venue boolean, sent as JSON ``true`` or as the string ``"true"``."""
+    return raw is True or str(raw).lower() == "true"
+
+
 def order_result(raw: Mapping[str, Any]) -> OrderResult:
     """A regular order (``/fapi/v1/order``) as the port's value object."""
     stop = _float(raw.get("stopPrice"))
@@ -317,6 +326,8 @@ def order_result(raw: Mapping[str, Any]) -> OrderResult:
         avg_price=_float(raw.get("avgPrice")),
         stop_price=stop or None,
         update_time=int(raw.get("updateTime") or raw.get("time") or 0),
+        close_position=_flag(raw.get("closePosition")),
+        reduce_only=_flag(raw.get("reduceOnly")),
     )
 
 
@@ -341,6 +352,8 @@ def algo_order_result(raw: Mapping[str, Any]) -> OrderResult:
         avg_price=_float(raw.get("avgPrice") or raw.get("actualPrice")),
         stop_price=_float(raw.get("triggerPrice")) or None,
         update_time=int(raw.get("updateTime") or raw.get("createTime") or 0),
+        close_position=_flag(raw.get("closePosition")),
+        reduce_only=_flag(raw.get("reduceOnly")),
     )
 
 
@@ -528,7 +541,8 @@ class StreamSpec:
     ``open`` builds the SDK socket from a fresh ``BinanceSocketManager``;
     ``on_message`` gets every payload (combined-stream envelopes removed) on the
     stream thread and must be quick; ``on_connected`` runs in a worker thread
-    after every (re)connect (e.g. to backfill what a gap lost).
+    after every (re)connect, ours and the SDK's own, before the next message is
+    delivered (e.g. to backfill what a gap lost).
     """
 
     name: str
@@ -537,6 +551,20 @@ class StreamSpec:
     on_connected: Callable[[], None] | None = None
     stale_after: float | None = None
     keepalive: bool = False
+
+
+_RESYNC_POLL = 0.05  # seconds between looks at a reconnecting SDK socket
+
+
+def _sdk_streaming(socket: Any) -> bool:
+    """Whether an SDK socket is connected again (python-binance 1.0.37: ``ws_state``, ``ws``)."""
+    state = getattr(socket, "ws_state", None)
+    conn = getattr(socket, "ws", None)
+    return (
+        getattr(state, "name", "") == "STREAMING"
+        and conn is not None
+        and getattr(getattr(conn, "state", None), "name", "") == "OPEN"
+    )
 
 
 def _drain(socket: Any) -> list[Any]:
@@ -741,13 +769,24 @@ class StreamSupervisor:
                 connected.clear()
 
     async def _pump(self, spec: StreamSpec, socket: Any, healthy: list[bool]) -> None:
+        # After the SDK lost its connection it reconnects by itself, and what the
+        # stream carried in between is gone: once it streams again, on_connected
+        # runs as after our own restarts, before the next message is delivered.
+        resync = False
         while not self._stopping:
+            if resync and _sdk_streaming(socket):
+                resync = False
+                assert spec.on_connected is not None
+                await asyncio.get_running_loop().run_in_executor(None, spec.on_connected)
+            timeout = _RESYNC_POLL if resync else spec.stale_after
             try:
-                if spec.stale_after:
-                    msg = await asyncio.wait_for(socket.recv(), spec.stale_after)
+                if timeout:
+                    msg = await asyncio.wait_for(socket.recv(), timeout)
                 else:
                     msg = await socket.recv()
             except TimeoutError:
+                if resync:
+                    continue  # still reconnecting; the SDK bounds its own attempts
                 raise _Restart(
                     "BinanceStreamStale", f"no message for {spec.stale_after}s"
                 ) from None
@@ -757,29 +796,34 @@ class StreamSupervisor:
                 for leftover in _drain(socket):
                     self._handle(spec, leftover, healthy)
                 raise _Restart("ReadLoopClosed", str(exc)) from None
-            self._handle(spec, msg, healthy)
+            if self._handle(spec, msg, healthy) and spec.on_connected is not None:
+                resync = True
 
     @staticmethod
-    def _handle(spec: StreamSpec, msg: Any, healthy: list[bool]) -> None:
-        """Deliver one SDK message, or raise :class:`_Restart` for a fatal one."""
+    def _handle(spec: StreamSpec, msg: Any, healthy: list[bool]) -> bool:
+        """Deliver one SDK message, or raise :class:`_Restart` for a fatal one.
+
+        Returns True when the message says the SDK lost its connection (it reconnects).
+        """
         if not isinstance(msg, dict):
-            return
+            return False
         if msg.get("e") == "error":
             kind = str(msg.get("type"))
             if kind in _TRANSIENT_STREAM_ERRORS:
                 log.info("%s: %s (SDK reconnects)", spec.name, kind)
-                return
+                return True
             raise _Restart(kind, str(msg.get("m", "")))
         data = msg["data"] if "stream" in msg and isinstance(msg.get("data"), dict) else msg
         if data.get("e") == "listenKeyExpired":
             raise _Restart("listenKeyExpired", "the venue expired the listen key")
         if "result" in data and "id" in data:
-            return  # answer to a SUBSCRIBE-style command
+            return False  # answer to a SUBSCRIBE-style command
         healthy[0] = True
         try:
             spec.on_message(data)
         except Exception:  # a consumer bug must not kill the stream
             log.exception("%s: message handler failed", spec.name)
+        return False
 
     async def _keep_alive(self, socket: Any) -> None:
         while not self._stopping:
@@ -836,6 +880,7 @@ class BinanceExchange:
         self._leverage: dict[str, int] = {}
         self._margin: dict[str, MarginType] = {}
         self._handlers: list[OrderUpdateHandler] = []
+        self._on_connected: list[Callable[[], None]] = []
         self._mapper = UserEventMapper()
         self._updates: queue.Queue[OrderUpdate | None] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
@@ -956,6 +1001,11 @@ class BinanceExchange:
             margin_type=margin,
             unrealized_pnl=_float(row.get("unRealizedProfit")),
         )
+
+    def open_orders(self, symbol: str) -> list[OrderResult]:
+        regular = self._call("open_orders", "futures_get_open_orders", symbol=symbol)
+        algo = self._call("open_orders", "futures_get_open_algo_orders", symbol=symbol)
+        return [order_result(r) for r in regular] + [algo_order_result(a) for a in algo]
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         regular = _unless_no_such_order(
@@ -1084,11 +1134,10 @@ class BinanceExchange:
         )
 
     def cancel_all_orders(self, symbol: str) -> int:
-        regular = self._call("cancel_all_orders", "futures_get_open_orders", symbol=symbol)
-        algo = self._call("cancel_all_orders", "futures_get_open_algo_orders", symbol=symbol)
+        count = len(self.open_orders(symbol))
         self._call("cancel_all_orders", "futures_cancel_all_open_orders", symbol=symbol)
         self._call("cancel_all_orders", "futures_cancel_all_algo_open_orders", symbol=symbol)
-        return len(regular) + len(algo)
+        return count
 
     # ---------------------------------------------------------- market data
 
@@ -1098,8 +1147,12 @@ class BinanceExchange:
 
     # --------------------------------------------------------------- events
 
-    def subscribe_order_updates(self, handler: OrderUpdateHandler) -> None:
+    def subscribe_order_updates(
+        self, handler: OrderUpdateHandler, *, on_connected: Callable[[], None] | None = None
+    ) -> None:
         self._handlers.append(handler)
+        if on_connected is not None:
+            self._on_connected.append(on_connected)
         if self._dispatcher is not None:
             return
         self._dispatcher = threading.Thread(
@@ -1111,9 +1164,18 @@ class BinanceExchange:
                 name="user_data_stream",
                 open=lambda bsm: bsm.futures_user_socket(),
                 on_message=self._on_user_event,
+                on_connected=self._user_stream_connected,
                 keepalive=True,
             )
         )
+
+    def _user_stream_connected(self) -> None:
+        """After every (re)connect: subscribers look up what the stream missed meanwhile."""
+        for callback in list(self._on_connected):
+            try:
+                callback()
+            except Exception:  # a subscriber bug must not restart the stream
+                log.exception("order stream reconnect handler failed")
 
     def _on_user_event(self, event: dict[str, Any]) -> None:
         update = self._mapper.map(event)

@@ -197,6 +197,13 @@ class PaperExchange:
                 unrealized_pnl=self._unrealized(book),
             )
 
+    def open_orders(self, symbol: str) -> list[OrderResult]:
+        self._check_symbol(symbol)
+        with self._lock:  # market orders fill at once: only conditional orders stay open
+            return [
+                o.result for o in self._state.conditionals.values() if o.result.symbol == symbol
+            ]
+
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         with self._lock:
             open_order = self._state.conditionals.get(client_order_id)
@@ -290,6 +297,7 @@ class PaperExchange:
                 algo_id=next(self._algo_ids),
                 stop_price=stop_price,
                 update_time=self.server_time(),
+                close_position=True,
             )
             self._remember(client_order_id, result)
             self._state.conditionals[client_order_id] = _Conditional(result, next(self._seq))
@@ -318,8 +326,12 @@ class PaperExchange:
 
     # --------------------------------------------------------------- events
 
-    def subscribe_order_updates(self, handler: OrderUpdateHandler) -> None:
+    def subscribe_order_updates(
+        self, handler: OrderUpdateHandler, *, on_connected: Callable[[], None] | None = None
+    ) -> None:
         self._handlers.append(handler)
+        if on_connected is not None:
+            on_connected()  # in-process: connected at once, and never drops an update
 
     def close(self) -> None:
         with self._lock:
@@ -433,7 +445,7 @@ class PaperExchange:
             if book.amount == 0 or not closes:
                 expired = replace(res, status=OrderStatus.EXPIRED, update_time=self.server_time())
                 self._remember(res.client_order_id, expired)
-                updates.append(self._update_of(expired))
+                updates.append(OrderUpdate.of_result(expired))
                 continue
             stop = res.stop_price or candle.open
             if res.order_type is OrderType.STOP_MARKET:
@@ -463,7 +475,7 @@ class PaperExchange:
         order = self._state.conditionals.pop(cid).result
         cancelled = replace(order, status=OrderStatus.CANCELED, update_time=self.server_time())
         self._remember(cid, cancelled)
-        self._pending.append(self._update_of(cancelled))
+        self._pending.append(OrderUpdate.of_result(cancelled))
         return cancelled
 
     def _remember(self, cid: str, order: OrderResult) -> None:
@@ -472,18 +484,6 @@ class PaperExchange:
         orders.move_to_end(cid)
         while len(orders) > _KEPT_ORDERS:
             orders.popitem(last=False)
-
-    def _update_of(self, order: OrderResult) -> OrderUpdate:
-        return OrderUpdate(
-            symbol=order.symbol,
-            client_order_id=order.client_order_id,
-            order_type=order.order_type,
-            side=order.side,
-            status=order.status,
-            order_id=order.order_id,
-            algo_id=order.algo_id,
-            event_time=order.update_time,
-        )
 
     def _dispatch(self, updates: list[OrderUpdate]) -> None:
         for update in updates:
