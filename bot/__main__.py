@@ -2,7 +2,9 @@
 
 settings → one AuditLogger → exchange (paper or Binance) → execution, risk,
 strategy, engine → market feed. Startup follows SPEC §3: sync the clock
-(testnet/live), set margin type and leverage per symbol, backfill, stream.
+(testnet/live), set margin type and leverage per symbol, take over what a
+previous run left open (a position without stop-loss is closed, orphaned
+orders cancelled), backfill, stream.
 SIGINT/SIGTERM set a stop flag; the feed returns, ``bot_stopped`` is written
 and the logger closes, so no audit line is ever torn. Exit codes: 0 clean
 stop (signal, or the replayed data ended), 1 runtime failure, 2 bad
@@ -145,13 +147,17 @@ class Bot:
         self.venue.on_candle.append(self.engine.on_candle)
 
     def start(self) -> None:
-        """Clock, symbol setup and backfill (SPEC §3). Raises ExchangeError on failure."""
+        """Clock, symbol setup, reconciliation and backfill (SPEC §3).
+
+        Raises ExchangeError on failure.
+        """
         venue = self.venue
         if self.settings["mode"] != "paper":
             offset = venue.exchange.sync_clock()
             log.info("clock offset to %s: %d ms", venue.exchange.name, offset)
         for symbol in venue.symbols:
             self.execution.configure_symbol(symbol)
+        self.engine.reconcile_at_startup(venue.symbols)
         pairs = [(s, i) for s in venue.symbols for i in venue.intervals]
         for n, (symbol, interval) in enumerate(pairs, start=1):
             candles = venue.feed.backfill(symbol, interval, self.settings["backfill"])
@@ -162,7 +168,9 @@ class Bot:
             log.info(
                 "backfill %d/%d: %s %s, %d candles", n, len(pairs), symbol, interval, len(candles)
             )
-        venue.exchange.subscribe_order_updates(self.engine.on_order_update)
+        venue.exchange.subscribe_order_updates(
+            self.engine.on_order_update, on_connected=self.engine.recover_missed_updates
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop`` is set or the feed ends, with heartbeats meanwhile."""

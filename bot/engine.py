@@ -13,6 +13,13 @@ Every event of a flow carries the signal's trace id (``with trace(tid):``),
 and so do the fills and cancels the exchange reports later: the trace id is
 recovered from the client order id. Candles without a signal write nothing;
 :meth:`TradingEngine.heartbeat` shows the bot is alive instead.
+
+The engine follows the take-profit and stop-loss orders it left open (of its
+trades, and those it adopted at startup, :meth:`TradingEngine.reconcile_at_startup`).
+A venue's order stream loses what happens while it is down, so after every
+(re)connect :meth:`TradingEngine.recover_missed_updates` queries them and
+reports the fills and cancels the stream missed. Every fill or cancel is
+audited once, whichever way it arrives (de-duplicated by client order id).
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class TradingEngine:
         self._history: dict[tuple[str, str], deque[Candle]] = {}
         self._lock = threading.RLock()
         self._finished: OrderedDict[str, None] = OrderedDict()  # client ids already reported
+        self._open: dict[str, str] = {}  # client id -> symbol of the TP/SL followed
         self._started = time.monotonic()
         self.last_candle_close_time = 0
         self.stats = EngineStats()
@@ -94,11 +102,53 @@ class TradingEngine:
 
     def on_order_update(self, update: OrderUpdate) -> None:
         """A fill/cancel reported by the exchange: audit it under its trade's trace id."""
+        self._report(update, "on_order_update")
+
+    def reconcile_at_startup(self, symbols: Iterable[str]) -> None:
+        """Take over what a previous run left at the venue, symbol by symbol.
+
+        See :meth:`OrderExecutionManager.reconcile_symbol`: a protected position
+        is kept and its take-profit/stop-loss followed from now on, one without
+        a stop-loss is closed, orphaned orders are cancelled. Raises
+        :class:`ExchangeError` when a symbol cannot be made safe.
+        """
+        for symbol in symbols:
+            adopted = self._execution.reconcile_symbol(symbol)
+            with self._lock:
+                for order in adopted:
+                    self._open[order.client_order_id] = symbol
+
+    def recover_missed_updates(self) -> None:
+        """After the order stream (re)connected: report what it missed while it was down.
+
+        Queries every take-profit/stop-loss still followed; one that filled,
+        was cancelled or expired meanwhile is reported as the stream would have
+        (operation ``recover_missed_updates``; an order query carries no
+        realised PnL or fee). A failed query is audited and skipped: the
+        stream or the next reconnect tells. Never raises.
+        """
+        with self._lock:
+            followed = list(self._open.items())
+        for cid, symbol in followed:
+            try:
+                order = self._execution.query_order(symbol, cid)
+            except ExchangeError:
+                continue
+            if order is None:  # the venue no longer knows it: nothing left to follow
+                log.warning("%s: order %s unknown at the venue; no longer followed", symbol, cid)
+                with self._lock:
+                    self._open.pop(cid, None)
+            elif order.status.is_final:
+                self._report(OrderUpdate.of_result(order), "recover_missed_updates")
+
+    def _report(self, update: OrderUpdate, operation: str) -> None:
         parsed = parse_client_order_id(update.client_order_id)
         if parsed is None:
             return  # not one of ours (placed by hand): not part of any trace
         trace_id, role = parsed
         with self._lock, trace(trace_id):
+            if update.status.is_final:
+                self._open.pop(update.client_order_id, None)
             if update.client_order_id in self._finished:
                 return
             if update.status is OrderStatus.FILLED:
@@ -106,7 +156,7 @@ class TradingEngine:
                 self.stats.fills += 1
                 self._audit.log_event(
                     AuditEventType.ORDER_FILLED,
-                    "on_order_update",
+                    operation,
                     symbol=update.symbol,
                     response=update.as_audit(),
                     additional_data={"role": role},
@@ -120,7 +170,7 @@ class TradingEngine:
                     return  # our own cancel, already audited when we sent it
                 self._audit.log_event(
                     AuditEventType.ORDER_CANCELLED,
-                    "on_order_update",
+                    operation,
                     symbol=update.symbol,
                     response=update.as_audit(),
                     additional_data={"role": role},
@@ -185,6 +235,8 @@ class TradingEngine:
     def _executed(self, signal: Signal, result: TradeResult, quantity: float) -> None:
         assert result.entry is not None and result.take_profit and result.stop_loss
         self.stats.trades_executed += 1
+        for order in (result.take_profit, result.stop_loss):
+            self._open[order.client_order_id] = signal.symbol
         self._audit.log_event(
             AuditEventType.TRADE_EXECUTED,
             "execute_trade",
@@ -265,6 +317,7 @@ class TradingEngine:
             return  # audited as api_error; the venue's own cancel/expiry may still arrive
         if cancelled is not None:
             self._remember(cid)
+            self._open.pop(cid, None)
 
     def _remember(self, cid: str) -> None:
         self._finished[cid] = None

@@ -15,11 +15,16 @@ Why it looks like this:
   Otherwise the trade is unwound: conditional orders already placed are
   cancelled and an open position is closed at market (reduce-only), so no
   position stays without a stop-loss.
+* A restart must not leave that rule behind: at startup
+  :meth:`OrderExecutionManager.reconcile_symbol` reads each symbol's position
+  and open orders, keeps a position protected by a stop-loss, closes one
+  without (the same protective close) and cancels the bot's orphaned orders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bot.audit import AuditEventType, AuditLogger
+from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
 from bot.errors import (
     ClockSkewError,
     ExchangeError,
@@ -50,6 +55,8 @@ from bot.models import (
 
 T = TypeVar("T")
 
+log = logging.getLogger("bot.execution")
+
 ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE = "e", "tp", "sl", "x"
 _ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE)
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
@@ -71,6 +78,27 @@ def parse_client_order_id(cid: str) -> tuple[str, str] | None:
     if not trace_id or role not in _ROLES:
         return None
     return trace_id, role
+
+
+def _trace_of(orders: list[OrderResult]) -> str | None:
+    """The trace of the bot's own orders among ``orders``, its stop-loss's first."""
+    parsed = [p for o in orders if (p := parse_client_order_id(o.client_order_id))]
+    parsed.sort(key=lambda p: p[1] != STOP_LOSS)
+    return parsed[0][0] if parsed else None
+
+
+def _found(order: OrderResult) -> dict[str, Any]:
+    """An open order as the startup reconciliation records it."""
+    return {
+        **order.as_audit(),
+        "order_type": order.order_type.value,
+        "side": order.side.value,
+        "stop_price": order.stop_price,
+        "quantity": order.quantity,
+        "close_position": order.close_position,
+        "reduce_only": order.reduce_only,
+        "placed_by_bot": parse_client_order_id(order.client_order_id) is not None,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,18 +217,24 @@ class OrderExecutionManager:
 
     def get_position(self, symbol: str) -> Position:
         position = self._read("get_position", symbol, lambda: self.exchange.position(symbol))
+        self._audit_position(position, "get_position")
+        return position
+
+    def _audit_position(
+        self, position: Position, operation: str, found: dict[str, Any] | None = None
+    ) -> None:
         self._audit.log_event(
             AuditEventType.POSITION_QUERY,
-            "get_position",
-            symbol=symbol,
+            operation,
+            symbol=position.symbol,
             response={
                 "position_amount": position.amount,
                 "entry_price": position.entry_price,
                 "leverage": position.leverage,
                 "unrealized_pnl": position.unrealized_pnl,
             },
+            additional_data=found,
         )
-        return position
 
     def get_account_balance(self) -> Balance:
         balance = self._read(
@@ -216,6 +250,10 @@ class OrderExecutionManager:
             },
         )
         return balance
+
+    def query_order(self, symbol: str, cid: str) -> OrderResult | None:
+        """The order's state at the venue by client order id; ``None``: no such order."""
+        return self._read("query_order", symbol, lambda: self.exchange.query_order(symbol, cid))
 
     def cancel_all_orders(self, symbol: str) -> int:
         """Cancel every open order of the symbol, regular and algo; audited as one event."""
@@ -255,6 +293,80 @@ class OrderExecutionManager:
         """Whether this manager cancelled (and audited) the order, so the venue's
         later cancel event is not audited a second time."""
         return cid in self._cancelled
+
+    # ------------------------------------------------------------- restarts
+
+    def reconcile_symbol(self, symbol: str) -> list[OrderResult]:
+        """At startup: take over what a previous run left at the venue for ``symbol``.
+
+        Reads the position and every open order (regular and algo) and records
+        them as one ``position_query`` (operation ``reconcile_startup``; the
+        orders, whether a stop-loss protects the position and the ``action``
+        taken in ``additional_data``), under the trace id of the bot's own
+        orders found (from their client ids, the stop-loss's first), else a
+        fresh one; a flat symbol without orders of the bot gets no trace.
+        Then, audited under that trace:
+
+        * ``adopt`` — open and protected by a stop-loss
+          (:meth:`bot.models.Position.is_protected_by`): left as it is. The
+          bot's own take-profit/stop-loss are returned so the caller follows
+          their fills and cancels like those of a trade of this run.
+        * ``close_unprotected_position`` — open WITHOUT a stop-loss: closed at
+          once with the protective close (reduce-only MARKET ``<trace>-x``,
+          ``order_placed``), then the bot's orders left on the symbol are
+          cancelled (``order_cancelled``, reason ``trade_unwound``). Not a new
+          stop instead: the trade's stop price was lost with the previous run,
+          and any rule for a new one (a distance from the entry or from the
+          current price) risks an amount the trade never chose, can be
+          refused as "would immediately trigger", and keeps a position open
+          that no run of the bot decided to hold. Closing needs no guess, is
+          what SPEC §3 already does when a stop-loss cannot be placed, and
+          leaves nothing unprotected.
+        * ``cancel_orphans`` — flat, but orders of the bot still open: a
+          take-profit or stop-loss with closePosition would act on the next
+          position, so each is cancelled (reason ``orphan_after_restart``).
+        * ``none`` — flat and nothing of the bot's open.
+
+        Orders placed by hand are recorded, never touched (a stop of theirs
+        does protect the position). Raises :class:`ExchangeError` (audited)
+        when the venue cannot be read or its state made safe: the bot must not
+        start trading next to an unprotected position.
+        """
+        position = self._read("get_position", symbol, lambda: self.exchange.position(symbol))
+        orders = self._read("get_open_orders", symbol, lambda: self.exchange.open_orders(symbol))
+        ours = [o for o in orders if parse_client_order_id(o.client_order_id) is not None]
+        protected = position.is_protected_by(orders)
+        if position.is_open:
+            action = "adopt" if protected else "close_unprotected_position"
+        else:
+            action = "cancel_orphans" if ours else "none"
+        summary = {
+            "open_orders": [_found(o) for o in orders],
+            "protected": protected if position.is_open else None,
+            "action": action,
+        }
+        if action == "none":
+            self._audit_position(position, "reconcile_startup", summary)
+            return []
+        with trace(_trace_of(ours) or new_trace_id()) as trace_id:
+            self._audit_position(position, "reconcile_startup", summary)
+            if action == "adopt":
+                return ours
+            if action == "close_unprotected_position":
+                try:
+                    self._close_at_market(position, trace_id, "close_unprotected_position")
+                except OrderFailed as failed:
+                    log.error(
+                        "%s: position of %s left OPEN without stop-loss: %s",
+                        symbol,
+                        position.amount,
+                        failed.error,
+                    )
+                    raise failed.error from None
+            reason = "orphan_after_restart" if action == "cancel_orphans" else "trade_unwound"
+            for order in ours:
+                self.cancel_order(symbol, order.client_order_id, reason=reason)
+            return []
 
     # --------------------------------------------------------------- trades
 
@@ -335,16 +447,8 @@ class OrderExecutionManager:
             )
         if not position.is_open:
             return self._failed(error, entry=entry)
-        close_req = OrderRequest(
-            signal.symbol,
-            signal.signal_type.exit_side,
-            OrderType.MARKET,
-            client_order_id(trace_id, PROTECTIVE_CLOSE),
-            quantity=abs(position.amount),
-            reduce_only=True,
-        )
         try:
-            closed = self._place("close_position", close_req)
+            closed = self._close_at_market(position, trace_id, "close_position")
         except OrderFailed as failed:
             return self._failed(
                 error,
@@ -361,6 +465,20 @@ class OrderExecutionManager:
             entry=entry,
             protective_close=closed,
         )
+
+    def _close_at_market(self, position: Position, trace_id: str, operation: str) -> OrderResult:
+        """The protective close: the whole position, reduce-only MARKET ``<trace>-x``."""
+        side = position.side
+        assert side is not None, "only an open position can be closed"
+        request = OrderRequest(
+            position.symbol,
+            side.exit_side,
+            OrderType.MARKET,
+            client_order_id(trace_id, PROTECTIVE_CLOSE),
+            quantity=abs(position.amount),
+            reduce_only=True,
+        )
+        return self._place(operation, request)
 
     def _read(self, operation: str, symbol: str | None, call: Callable[[], T]) -> T:
         """Run an idempotent call with retries; audit and re-raise the final failure."""
@@ -459,11 +577,7 @@ class OrderExecutionManager:
             order_data=request.as_audit(),
         )
         try:
-            found = self._read(
-                "query_order",
-                request.symbol,
-                lambda: self.exchange.query_order(request.symbol, request.client_order_id),
-            )
+            found = self.query_order(request.symbol, request.client_order_id)
         except ExchangeError as exc:
             raise OrderFailed(
                 UnknownOutcomeError(

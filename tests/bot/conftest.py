@@ -207,9 +207,9 @@ class Rig:
         return [o for o in self.paper._state.orders.values() if o.client_order_id == cid]
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    audit_dir = tmp_path / "audit"
+def build_rig(audit_dir: Path, *, subscribe: bool = True) -> Rig:
+    """The engine over a paper venue priced at 50 000; ``subscribe=False``: the engine
+    does not hear the venue's order updates yet (as before a restarted bot subscribes)."""
     audit = AuditLogger(audit_dir, fsync_interval=0.05)
     paper = PaperExchange(initial_balance=10_000.0, fee_rate=0.0004, slippage_bps=0.0)
     exchange = FailingExchange(paper)
@@ -228,9 +228,15 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         execution=execution,
         audit=audit,
     )
-    paper.subscribe_order_updates(engine.on_order_update)
+    if subscribe:
+        paper.subscribe_order_updates(engine.on_order_update)
     execution.configure_symbol("BTCUSDT")
     paper.on_market_candle(candle(50_000.0, minute=-1))
-    built = Rig(audit_dir, audit, paper, exchange, execution, engine, strategy, sleeps)
+    return Rig(audit_dir, audit, paper, exchange, execution, engine, strategy, sleeps)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    built = build_rig(tmp_path / "audit")
     yield built
-    audit.close()
+    built.audit.close()

@@ -170,6 +170,8 @@ def test_replay_runs_to_the_end_of_the_data_and_exits_zero(
     assert stopped["additional_data"]["candles_processed"] == 200
     assert stopped["additional_data"]["signals"] > 0
     assert records[0]["additional_data"]["symbols"] == ["BTCUSDT"]
+    reconciled = [r for r in records if r["operation"] == "reconcile_startup"]
+    assert [r["additional_data"]["action"] for r in reconciled] == ["none"]  # paper starts empty
 
 
 @pytest.mark.parametrize(
