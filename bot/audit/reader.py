@@ -31,8 +31,39 @@ _TEXT_FIELDS = ("symbol", "trace_id", "run_id")
 _MIN_YEAR = 2000
 
 
+_TEXT = (str, type(None))  # exact types: what orjson returns; anything else takes the slow path
+_OBJECT = (dict, type(None))
+
+
 def validate(value: Any, max_year: int | None = None) -> str | None:
     """Why ``value`` is not a usable audit record, or None if it is."""
+    # Hot path (every live line): one expression of exact-type checks; only a record
+    # that fails it goes through the checks below, which name the first problem.
+    if type(value) is dict:
+        get = value.get
+        stamp, kind = get("timestamp"), get("event_type")
+        if (
+            type(stamp) is str
+            and type(kind) is str
+            and kind in EVENT_TYPE_VALUES
+            and type(get("operation")) is str
+            and type(get("symbol")) in _TEXT
+            and type(get("trace_id")) in _TEXT
+            and type(get("run_id")) in _TEXT
+            and type(get("order_data")) in _OBJECT
+            and type(get("response")) in _OBJECT
+            and type(get("error")) in _OBJECT
+            and type(get("additional_data")) in _OBJECT
+            and _TIMESTAMP_RE.match(stamp) is not None
+            and _MIN_YEAR
+            <= int(stamp[:4])
+            <= (max_year if max_year is not None else time.gmtime().tm_year + 1)
+        ):
+            return None
+    return _invalid_reason(value, max_year)
+
+
+def _invalid_reason(value: Any, max_year: int | None) -> str | None:
     if not isinstance(value, dict):
         return "not_an_object"
     stamp = value.get("timestamp")
@@ -280,22 +311,36 @@ class TrailFollower:
         lines = data.split(b"\n")
         cursor.partial = lines.pop()
         name = cursor.path.name
+        number = cursor.line_no
+        skipping = cursor.skipping
+        max_line, stats, loads, append = self._max_line, self.stats, orjson.loads, out.append
+        valid = 0
         for line in lines:
-            cursor.line_no += 1
-            if cursor.skipping:
-                cursor.skipping = False
+            number += 1
+            if skipping:
+                skipping = False
                 continue
+            parsed: Record | str
             if not line:
-                parsed: Record | str = "empty_line"
-            elif len(line) > self._max_line:
+                parsed = "empty_line"
+            elif len(line) > max_line:
                 parsed = "line_too_long"
             else:
-                parsed = parse_line(line, max_year)
+                # parse_line, inlined: this loop is the live path
+                try:
+                    parsed = loads(line)
+                except orjson.JSONDecodeError:
+                    parsed = parse_line(line, max_year)  # names the reason
+                else:
+                    parsed = validate(parsed, max_year) or parsed
             if isinstance(parsed, str):
-                self.stats.note_malformed(name, cursor.line_no, parsed, line)
+                stats.note_malformed(name, number, parsed, line)
             else:
-                self.stats.records += 1
-            out.append(FollowedLine(name, cursor.line_no, line, parsed))
+                valid += 1
+            append(FollowedLine(name, number, line, parsed))
+        stats.records += valid
+        cursor.line_no = number
+        cursor.skipping = skipping
         if len(cursor.partial) > self._max_line:
             self.stats.note_malformed(name, cursor.line_no + 1, "line_too_long", cursor.partial)
             cursor.partial = b""
