@@ -57,11 +57,23 @@ wrong type where polars quietly turns a number into a string — so a chunk with
 any doubtful line falls back to the exact per-line parser, which names each bad
 line. polars and DuckDB parse 25-40 % cheaper; that did not outweigh a new
 ~30-60 MB dependency with laxer typing, but DuckDB is the next step if the cold
-load must get faster. Validation, timestamps and grouping by (bucket, key code)
-are vectorized, and chunks are parsed on a 2-thread pool (pyarrow releases the
-GIL) while the previous chunk's groups are merged. Only the newest
-``tail_lines`` records go through the per-record path, to fill the recent
-table, the trace LRU and the exact-edge index.
+load must get faster.
+
+Re-measured on the whole 1,000,000-record benchmark trail (490 MB, 5 files, load
+~0.5): pyarrow needed fields 2.32 s wall / 4.13 CPU s, polars 1.68 / 3.03, DuckDB
+read_json grouped in SQL 1.06 / 1.63 (1.12 / 1.79 with the fields read as JSON so
+their types can be checked). Only DuckDB fits a 2 s cold load on 2 CPUs, but its
+reader accepts what orjson rejects — NaN/nan/inf/Infinity, 1e999, trailing commas —
+takes the first of duplicate keys (orjson the last) and casts numbers to text; a
+byte prefilter for all of these costs ~0.08 s per pattern per 112 MB. Not adopted
+yet for that reason. pyarrow is strict but for NaN/Inf/Infinity: a chunk containing
+``NaN`` or ``Inf`` anywhere goes line by line, so those lines are counted as
+``invalid_json`` as the live reader counts them.
+
+Validation, timestamps and grouping by (bucket, key code) are vectorized, and
+chunks are parsed on a 2-thread pool (pyarrow releases the GIL) while the previous
+chunk's groups are merged. Only the newest ``tail_lines`` records go through the
+per-record path, to fill the recent table, the trace LRU and the exact-edge index.
 """
 
 from __future__ import annotations
@@ -229,11 +241,38 @@ class _ChainChecker:
             if self.status.ok is None:
                 self.status.ok = True
 
-    def feed(self, file: str, number: int, raw: bytes) -> None:
+    def feed(self, lines: list[FollowedLine]) -> None:
+        """Check new lines in order (queued while the history check is pending)."""
         if self._history is not None:
-            self._pending.append((file, number, raw))
-        else:
-            self._check(file, number, raw)
+            self._pending.extend((line.file, line.number, line.raw) for line in lines)
+            return
+        check, digest = self._check, self._sealer.digest
+        file, seq, prev = self._file, self._seq, self._hash
+        checked = 0
+        for line in lines:
+            raw = line.raw
+            if seq is not None and prev is not None and line.file == file:
+                # _check's fast path, inlined for the live path: the expected seq/prev tag
+                # ends the body, and the digest of the body is the line's hash
+                end = len(raw) - chain.TAIL_LEN
+                tag = chain.chain_tag(seq + 1, prev)
+                if (
+                    raw[end - len(tag) : end] == tag
+                    and raw[end : end + _SEP_LEN] == chain.HASH_SEP
+                    and raw[-_END_LEN:] == chain.LINE_END
+                ):
+                    hashed = raw[end + _SEP_LEN : -_END_LEN]
+                    if digest(raw[:end] + chain.LINE_END) == hashed:
+                        seq, prev = seq + 1, hashed
+                        checked += 1
+                        continue
+            self._seq, self._hash = seq, prev
+            self.status.checked_records += checked
+            checked = 0
+            check(line.file, line.number, raw)
+            file, seq, prev = self._file, self._seq, self._hash
+        self._seq, self._hash = seq, prev
+        self.status.checked_records += checked
 
     def rewind(self, day: str) -> None:
         """A day file is read again from its start: check it against the chain as it stood."""
@@ -367,18 +406,25 @@ def columnar_aggregate(
             chunk.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    return _columnar(pa.py_buffer(chunk), chunk.count(b"\n"), bucket_seconds, max_year)
+    return _columnar(chunk, 0, len(chunk), bucket_seconds, max_year)
 
 
 def _columnar(
-    buffer: pa.Buffer, lines: int, bucket_seconds: int, max_year: int | None
+    data: bytes, start: int, end: int, bucket_seconds: int, max_year: int | None
 ) -> ColumnarChunk | None:
-    """columnar_aggregate of UTF-8-checked ``buffer`` holding ``lines`` complete lines."""
+    """columnar_aggregate of ``data[start:end]``, UTF-8-checked complete lines (no copy)."""
+    lines = data.count(b"\n", start, end)
     if not lines:
         return ColumnarChunk(0, {}, [], [], None, None, set())
+    # pyarrow (RapidJSON) takes NaN, Inf and Infinity as numbers; orjson and SPEC §4 do
+    # not: such a chunk goes line by line, which counts those lines as invalid_json.
+    if data.find(b"NaN", start, end) >= 0 or data.find(b"Inf", start, end) >= 0:
+        return None
     try:
         table = pa_json.read_json(
-            pa.BufferReader(buffer), read_options=_BULK_READ, parse_options=_BULK_PARSE
+            pa.BufferReader(pa.py_buffer(data).slice(start, end - start)),
+            read_options=_BULK_READ,
+            parse_options=_BULK_PARSE,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -732,7 +778,6 @@ class TrailStore:
                 tail = tails.get(path, len(data))
                 number = 0
                 # zero-copy chunks; a file that is not pure ASCII is checked chunk by chunk
-                whole = pa.py_buffer(data)
                 ascii_only = data.isascii()
                 # pyarrow releases the GIL: parse the next chunks while this one is applied
                 pending: deque[tuple[int, int, Future[ColumnarChunk | None]]] = deque()
@@ -741,11 +786,7 @@ class TrailStore:
                     for start, end in islice(ranges, 3 - len(pending)):
                         if ascii_only:
                             job = pool.submit(
-                                _columnar,
-                                whole.slice(start, end - start),
-                                data.count(b"\n", start, end),
-                                self.bucket_seconds,
-                                max_year,
+                                _columnar, data, start, end, self.bucket_seconds, max_year
                             )
                         else:
                             job = pool.submit(
@@ -773,7 +814,7 @@ class TrailStore:
                 except FileNotFoundError:
                     continue
                 plan.append((path, len(data)))
-                del data, whole
+                del data
         with self._check_lock:
             self._checker.set_history(plan)
         self._bump()
@@ -822,26 +863,79 @@ class TrailStore:
         count = self._apply(lines)
         # The chain check comes after the aggregates are visible: it never delays them.
         with self._check_lock:
-            feed = self._checker.feed
-            for line in lines:
-                feed(line.file, line.number, line.raw)
+            self._checker.feed(lines)
         self._bump()
         return count
 
     def _apply(self, lines: list[FollowedLine]) -> int:
+        """Add the valid records of ``lines`` to every aggregate (the live hot path: the
+        store's containers are bound to locals once per batch)."""
         count = 0
+        size = self.bucket_seconds
+        buckets, bucket_types, totals = self._buckets, self._bucket_types, self._totals
+        keys, exact_ts, exact_keys = self._keys, self._exact_ts, self._exact_keys
+        recent, symbols, traces = self._recent, self._symbols, self._traces
+        minutes, detailed = _MINUTES, _DETAILED
         with self._lock:
+            last_event = self.last_event_time
             for line in lines:
-                parsed = line.parsed
-                if isinstance(parsed, str):
+                record = line.parsed
+                if isinstance(record, str):
                     continue
                 try:
-                    self._add(parsed)
-                except (ValueError, TypeError, AttributeError):
+                    stamp: str = record["timestamp"]
+                    base = minutes.get(stamp[:16])  # epoch_seconds, inlined
+                    ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
+                except (ValueError, TypeError):
                     self._stats.records -= 1
                     self._stats.note_malformed(line.file, line.number, "bad_timestamp", line.raw)
                     continue
                 count += 1
+                kind: str = record["event_type"]
+                symbol: str = record.get("symbol") or ""
+                key = (kind, symbol, record_detail(kind, record) if kind in detailed else "")
+                key = keys.setdefault(key, key)
+                number = int(ts // size)
+                bucket = buckets.get(number)
+                if bucket is None or kind == _RISK_REJECTION:
+                    self._count(number, key, 1)
+                else:
+                    bucket[key] = bucket.get(key, 0) + 1
+                    kinds = bucket_types[number]
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                    totals[kind] += 1
+                exact_ts.append(ts)
+                exact_keys.append(key)
+                recent.append((ts, record))
+                if symbol:
+                    symbols.add(symbol)
+                if last_event is None or ts > last_event:
+                    last_event = ts
+                if kind == _HEARTBEAT:
+                    if self.last_heartbeat_time is None or ts > self.last_heartbeat_time:
+                        self.last_heartbeat_time = ts
+                elif kind == _CAPPED:
+                    data = record.get("additional_data") or {}
+                    self._capped.append(
+                        (
+                            ts,
+                            symbol,
+                            _number(data.get("requested_quantity")),
+                            _number(data.get("capped_quantity")),
+                        )
+                    )
+                trace_id = record.get("trace_id")
+                if trace_id:
+                    events = traces.get(trace_id)
+                    if events is None:
+                        events = traces[trace_id] = []
+                        if len(traces) > self._trace_limit:
+                            traces.popitem(last=False)
+                    else:
+                        traces.move_to_end(trace_id)
+                    if len(events) < self._trace_events_limit:
+                        events.append(record)
+            self.last_event_time = last_event
             self._trim_exact()
             self.version += 1
             self._changed.notify_all()
@@ -861,55 +955,6 @@ class TrailStore:
         if kind == _RISK_REJECTION:
             reasons = self._bucket_reasons.setdefault(number, {})
             reasons[key[2]] = reasons.get(key[2], 0) + n
-
-    def _add(self, record: Record) -> None:
-        stamp: str = record["timestamp"]
-        base = _MINUTES.get(stamp[:16])  # epoch_seconds, inlined: this is the hot path
-        ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
-        kind: str = record["event_type"]
-        symbol: str = record.get("symbol") or ""
-        key = (kind, symbol, record_detail(kind, record) if kind in _DETAILED else "")
-        key = self._keys.setdefault(key, key)
-        number = int(ts // self.bucket_seconds)
-        bucket = self._buckets.get(number)
-        if bucket is None or kind == _RISK_REJECTION:
-            self._count(number, key, 1)
-        else:
-            bucket[key] = bucket.get(key, 0) + 1
-            kinds = self._bucket_types[number]
-            kinds[kind] = kinds.get(kind, 0) + 1
-            self._totals[kind] += 1
-        self._exact_ts.append(ts)
-        self._exact_keys.append(key)
-        self._recent.append((ts, record))
-        if symbol:
-            self._symbols.add(symbol)
-        if self.last_event_time is None or ts > self.last_event_time:
-            self.last_event_time = ts
-        if kind == _HEARTBEAT:
-            if self.last_heartbeat_time is None or ts > self.last_heartbeat_time:
-                self.last_heartbeat_time = ts
-        elif kind == _CAPPED:
-            data = record.get("additional_data") or {}
-            self._capped.append(
-                (
-                    ts,
-                    symbol,
-                    _number(data.get("requested_quantity")),
-                    _number(data.get("capped_quantity")),
-                )
-            )
-        trace_id = record.get("trace_id")
-        if trace_id:
-            events = self._traces.get(trace_id)
-            if events is None:
-                events = self._traces[trace_id] = []
-                if len(self._traces) > self._trace_limit:
-                    self._traces.popitem(last=False)
-            else:
-                self._traces.move_to_end(trace_id)
-            if len(events) < self._trace_events_limit:
-                events.append(record)
 
     def _trim_exact(self) -> None:
         excess = len(self._exact_ts) - self._exact_limit

@@ -19,7 +19,7 @@ from watchdog.observers.api import BaseObserver
 from bot.audit import AuditLogger
 from bot.audit.reader import iter_records
 from dashboard.store import TrailStore, epoch_seconds
-from tests.dashboard.conftest import T0, FakeClock, wait_until, write_flow
+from tests.dashboard.conftest import FLOW_KINDS, T0, FakeClock, wait_until, write_flow
 
 Writer = Callable[..., tuple[AuditLogger, FakeClock]]
 
@@ -192,6 +192,11 @@ MALFORMED = {
     "bad_timestamp": STAMP.replace(b"2026", b"2999") + b'"event_type":"heartbeat","operation":"x"}',
     "line_too_long": STAMP + b'"event_type":"heartbeat","operation":"' + b"x" * (3 << 20) + b'"}',
 }
+# not JSON (SPEC §4: no NaN/Infinity), though some bulk parsers accept them as numbers
+NON_JSON_NUMBERS = [
+    STAMP + b'"event_type":"heartbeat","operation":"x","additional_data":{"uptime":NaN}}',
+    STAMP + b'"event_type":"heartbeat","operation":"x","additional_data":{"uptime":-Infinity}}',
+]
 
 
 @pytest.mark.parametrize("when", ["history", "live"])
@@ -217,6 +222,57 @@ def test_every_kind_of_malformed_line_is_counted_never_fatal(
     integrity = store.integrity
     assert integrity.ok is False and integrity.problem is not None
     assert path.name in integrity.problem
+
+
+@pytest.mark.parametrize("when", ["history", "live"])
+def test_nan_and_infinity_are_invalid_json_in_bulk_and_live_reads(
+    tmp_path: Path,
+    make_trail: Callable[..., FakeClock],
+    stores: Callable[..., TrailStore],
+    when: str,
+) -> None:
+    make_trail(tmp_path, flows=8)
+    store = stores(tmp_path, tail_lines=0)  # the history goes through the bulk parser only
+    if when == "live":
+        store.refresh()
+    with open(day_file(tmp_path), "ab") as fh:
+        fh.write(b"\n".join(NON_JSON_NUMBERS) + b"\n")
+    store.refresh()
+    assert dict(store.read_stats.malformed_by_reason) == {"invalid_json": len(NON_JSON_NUMBERS)}
+    assert store.counts(0, 4e9) == truth(tmp_path)
+
+
+def test_cold_load_and_incremental_ingest_build_the_same_aggregates(
+    tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
+) -> None:
+    logger, clock = trail_writer(tmp_path)
+    incremental = stores(tmp_path)
+    incremental.refresh()
+    for i in range(40):
+        if i % 5 == 0:
+            logger.log_event("heartbeat", "heartbeat")
+        write_flow(logger, clock, FLOW_KINDS[i % 4], ("BTCUSDT", "ETHUSDT")[i % 3 == 0])
+        clock.advance(11.0)
+        incremental.refresh()  # one record batch at a time, through the live path
+    cold = stores(tmp_path, tail_lines=0)  # everything through the bulk parser
+    cold.refresh()
+    start, end = T0 // 60 * 60 - 60, clock.now + 60
+    assert cold.totals() == incremental.totals() == truth(tmp_path)
+    for symbol in (None, "BTCUSDT", "ETHUSDT"):
+        assert cold.counts(0, 4e9, symbol) == incremental.counts(0, 4e9, symbol)
+        assert cold.series(start, end, symbol) == incremental.series(start, end, symbol)
+        assert cold.rejection_reason_series(start, end, symbol) == (
+            incremental.rejection_reason_series(start, end, symbol)
+        )
+        assert cold.order_outcomes(0, 4e9, symbol) == incremental.order_outcomes(0, 4e9, symbol)
+        assert cold.capped_quantities(0, 4e9, symbol) == (
+            incremental.capped_quantities(0, 4e9, symbol)
+        )
+    assert cold.symbols() == incremental.symbols()
+    assert cold.last_event_time == incremental.last_event_time
+    assert cold.last_heartbeat_time == incremental.last_heartbeat_time
+    assert cold.integrity.ok is incremental.integrity.ok is True
+    assert cold.integrity.checked_records == incremental.integrity.checked_records
 
 
 def test_day_rollover_is_followed(
