@@ -23,7 +23,7 @@ import hmac
 import json
 import re
 from binascii import hexlify
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 GENESIS_HASH = "0" * 64
@@ -82,10 +82,6 @@ def body_of(line: bytes) -> bytes:
     """The hashed bytes of a sealed line (with or without its newline)."""
     end = len(line) - (1 if line.endswith(b"\n") else 0) - TAIL_LEN
     return line[:end] + LINE_END
-
-
-def day_file_name(day: date, prefix: str = FILE_PREFIX) -> str:
-    return f"{prefix}{day:%Y%m%d}.jsonl"
 
 
 @functools.cache

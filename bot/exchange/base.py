@@ -31,7 +31,6 @@ from typing import Protocol
 
 from bot.models import (
     Balance,
-    Candle,
     MarginType,
     OrderResult,
     OrderSide,
@@ -158,12 +157,6 @@ class Exchange(Protocol):
 
     def cancel_all_orders(self, symbol: str) -> int:
         """Cancel every open order of the symbol, regular and algo; returns how many."""
-        ...
-
-    # ---------------------------------------------------------- market data
-
-    def historical_klines(self, symbol: str, interval: str, limit: int) -> list[Candle]:
-        """The latest ``limit`` closed candles, oldest first (backfill)."""
         ...
 
     # --------------------------------------------------------------- events

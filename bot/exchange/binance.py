@@ -422,7 +422,7 @@ def closed_klines(client: Any, symbol: str, interval: str, limit: int, now_ms: i
     """
     if limit <= 0:
         return []
-    with translate_errors("historical_klines"):
+    with translate_errors("klines"):
         rows = client.futures_klines(symbol=symbol, interval=interval, limit=min(limit + 1, 1500))
     candles = [candle_from_row(symbol, interval, row) for row in rows[:-1]]
     return [c for c in candles if c.close_time < now_ms][-limit:]
@@ -1138,12 +1138,6 @@ class BinanceExchange:
         self._call("cancel_all_orders", "futures_cancel_all_open_orders", symbol=symbol)
         self._call("cancel_all_orders", "futures_cancel_all_algo_open_orders", symbol=symbol)
         return count
-
-    # ---------------------------------------------------------- market data
-
-    def historical_klines(self, symbol: str, interval: str, limit: int) -> list[Candle]:
-        now = int(time.time() * 1000 + self._client.timestamp_offset)
-        return closed_klines(self._client, symbol, interval, limit, now)
 
     # --------------------------------------------------------------- events
 

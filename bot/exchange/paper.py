@@ -27,7 +27,7 @@ import itertools
 import re
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -63,7 +63,6 @@ GENERIC_FILTERS = SymbolFilters(
 
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
-_HISTORY = 1500  # closed candles kept per symbol/interval for historical_klines
 _KEPT_ORDERS = 10_000  # finished orders remembered for query_order (bounded memory)
 
 
@@ -90,7 +89,6 @@ class _State:
     books: dict[str, _Book] = field(default_factory=dict)
     orders: OrderedDict[str, OrderResult] = field(default_factory=OrderedDict)  # recent, by cid
     conditionals: dict[str, _Conditional] = field(default_factory=dict)  # open, by cid
-    history: dict[tuple[str, str], deque[Candle]] = field(default_factory=dict)
 
 
 class PaperExchange:
@@ -131,9 +129,6 @@ class PaperExchange:
             self._pending = []
             updates.extend(self._trigger(candle, book))
             book.last_price = candle.close
-            if candle.closed:
-                key = (candle.symbol, candle.interval)
-                self._state.history.setdefault(key, deque(maxlen=_HISTORY)).append(candle)
         self._dispatch(updates)
 
     # ---------------------------------------------------------------- clock
@@ -316,13 +311,6 @@ class PaperExchange:
             for cid in cids:
                 self._cancel(cid)
             return len(cids)
-
-    # ---------------------------------------------------------- market data
-
-    def historical_klines(self, symbol: str, interval: str, limit: int) -> list[Candle]:
-        with self._lock:
-            candles = list(self._state.history.get((symbol, interval), ()))
-        return candles[-limit:] if limit > 0 else []
 
     # --------------------------------------------------------------- events
 

@@ -275,18 +275,6 @@ def test_balance_and_flat_position(exchange: BinanceExchange) -> None:
     assert (position.amount, position.leverage, position.is_open) == (0.0, 5, False)
 
 
-def test_historical_klines_are_closed_candles_oldest_first(
-    fake: FakeBinance, exchange: BinanceExchange
-) -> None:
-    candles = exchange.historical_klines("BTCUSDT", "1m", 100)
-
-    assert len(candles) == 100
-    assert all(c.closed for c in candles)
-    assert [c.open_time for c in candles] == sorted(c.open_time for c in candles)
-    assert candles[-1].close_time < fake.now_ms()  # the still-open candle is left out
-    assert candles[-1].open_time + 60_000 == fake.klines.current("BTCUSDT", "1m").open_time
-
-
 def test_prices_and_quantities_are_sent_as_plain_decimals() -> None:
     assert decimal_text(0.001) == "0.001"
     assert decimal_text(50_000.0) == "50000"

@@ -64,6 +64,18 @@ def stream_errors(audit_dir: Path, operation: str) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ kline feed
 
 
+def test_backfill_is_closed_candles_oldest_first(
+    fake: FakeBinance, feed: BinanceMarketFeed
+) -> None:
+    candles = feed.backfill("BTCUSDT", "1m", 100)
+
+    assert len(candles) == 100
+    assert all(c.closed for c in candles)
+    assert [c.open_time for c in candles] == sorted(c.open_time for c in candles)
+    assert candles[-1].close_time < fake.now_ms()  # the still-open candle is left out
+    assert candles[-1].open_time + 60_000 == fake.klines.current("BTCUSDT", "1m").open_time
+
+
 def test_feed_backfills_then_streams_closed_candles_only(
     fake: FakeBinance, feed: BinanceMarketFeed
 ) -> None:
