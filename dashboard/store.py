@@ -124,6 +124,7 @@ from bot.audit.reader import (
     open_trail_file,
     parse_line,
 )
+from bot.audit.verify import scan_lines
 
 log = logging.getLogger("dashboard.store")
 
@@ -143,7 +144,6 @@ _HEARTBEAT = "heartbeat"
 _GAP = "audit_gap"
 _RECOVERED = "audit_recovered"
 _DAY = 86_400
-_SEP_LEN, _END_LEN = len(chain.HASH_SEP), len(chain.LINE_END)
 _HISTORY_SLICE = 20_000  # lines the ingest thread verifies between two polls
 
 
@@ -206,12 +206,19 @@ def _number(value: Any) -> float:
 
 
 class _ChainChecker:
-    """Incremental hash-chain verification; history first, then live lines in order."""
+    """Incremental hash-chain verification; history first, then live lines in order.
+
+    Runs of lines go through the verifier's own check (``bot.audit.verify.scan_lines``);
+    only a line it refuses takes the slow path, which says what is wrong and re-anchors
+    the chain on that line so one bad line is reported once."""
+
+    _BATCH = 20_000
 
     def __init__(self, hmac_key: bytes | None) -> None:
         self.status = IntegrityStatus()
+        self._key = hmac_key
         self._sealer = chain.Sealer(hmac_key)
-        self._seq: int | None = None
+        self._seq: int | None = None  # of the last checked record
         self._hash: bytes | None = None
         self._file = ""
         self._day_start: dict[str, tuple[int | None, bytes | None]] = {}
@@ -229,50 +236,28 @@ class _ChainChecker:
         """Verify up to ``budget`` history lines (all when None); then the queued live ones."""
         if self._history is None:
             return
-        lines = self._history if budget is None else islice(self._history, budget)
-        count = 0
-        for file, number, raw in lines:
-            self._check(file, number, raw)
-            count += 1
-        if budget is None or count < budget:
-            self._history = None
-            while self._pending:
-                self._check(*self._pending.popleft())
-            if self.status.ok is None:
-                self.status.ok = True
+        left = budget
+        while left is None or left > 0:
+            size = self._BATCH if left is None else min(left, self._BATCH)
+            batch = list(islice(self._history, size))
+            self._check_lines(batch)
+            if len(batch) < size:  # history exhausted
+                self._history = None
+                self._check_lines(list(self._pending))
+                self._pending.clear()
+                if self.status.ok is None:
+                    self.status.ok = True
+                return
+            if left is not None:
+                left -= size
 
     def feed(self, lines: list[FollowedLine]) -> None:
         """Check new lines in order (queued while the history check is pending)."""
+        items = [(line.file, line.number, line.raw) for line in lines]
         if self._history is not None:
-            self._pending.extend((line.file, line.number, line.raw) for line in lines)
-            return
-        check, digest = self._check, self._sealer.digest
-        file, seq, prev = self._file, self._seq, self._hash
-        checked = 0
-        for line in lines:
-            raw = line.raw
-            if seq is not None and prev is not None and line.file == file:
-                # _check's fast path, inlined for the live path: the expected seq/prev tag
-                # ends the body, and the digest of the body is the line's hash
-                end = len(raw) - chain.TAIL_LEN
-                tag = chain.chain_tag(seq + 1, prev)
-                if (
-                    raw[end - len(tag) : end] == tag
-                    and raw[end : end + _SEP_LEN] == chain.HASH_SEP
-                    and raw[-_END_LEN:] == chain.LINE_END
-                ):
-                    hashed = raw[end + _SEP_LEN : -_END_LEN]
-                    if digest(raw[:end] + chain.LINE_END) == hashed:
-                        seq, prev = seq + 1, hashed
-                        checked += 1
-                        continue
-            self._seq, self._hash = seq, prev
-            self.status.checked_records += checked
-            checked = 0
-            check(line.file, line.number, raw)
-            file, seq, prev = self._file, self._seq, self._hash
-        self._seq, self._hash = seq, prev
-        self.status.checked_records += checked
+            self._pending.extend(items)
+        else:
+            self._check_lines(items)
 
     def rewind(self, day: str) -> None:
         """A day file is read again from its start: check it against the chain as it stood."""
@@ -283,26 +268,45 @@ class _ChainChecker:
         self._seq, self._hash = self._day_start.get(day, (None, None))
         self._file = ""
 
-    def _check(self, file: str, number: int, raw: bytes) -> None:
+    def _check_lines(self, items: list[tuple[str, int, bytes]]) -> None:
+        start, total = 0, len(items)
+        while start < total:
+            file = items[start][0]
+            stop = start
+            while stop < total and items[stop][0] == file:
+                stop += 1
+            self._enter(file)
+            self._check_run(items[start:stop])
+            start = stop
+
+    def _check_run(self, run: list[tuple[str, int, bytes]]) -> None:
+        """Lines of one file, in order."""
+        raws = [raw for _, _, raw in run]
+        at = 0
+        while at < len(raws):
+            if self._seq is None or self._hash is None:
+                self._check_one(*run[at])  # nothing to link to yet: take the line's word
+                at += 1
+                continue
+            bad, seq, prev = scan_lines(raws[at:], self._seq + 1, self._hash, self._key)
+            good = (len(raws) - at) if bad is None else bad
+            self.status.checked_records += good
+            self._seq, self._hash = seq - 1, prev
+            if bad is None:
+                return
+            self._check_one(*run[at + bad])
+            at += bad + 1
+
+    def _enter(self, file: str) -> None:
         if file != self._file:
             self._file = file
             day = chain.day_of_file(Path(file))
             if day is not None:
                 self._day_start.setdefault(day, (self._seq, self._hash))
-        if self._hash is not None and self._seq is not None:
-            # Fast path: the line ends with exactly the seq/prev we expect, and its hash.
-            end = len(raw) - chain.TAIL_LEN
-            tag = chain.chain_tag(self._seq + 1, self._hash)
-            if raw[end - len(tag) : end] == tag and raw[end : end + _SEP_LEN] == chain.HASH_SEP:
-                digest = raw[end + _SEP_LEN : -_END_LEN]
-                if (
-                    raw.endswith(chain.LINE_END)
-                    and self._sealer.digest(raw[:end] + chain.LINE_END) == digest
-                ):
-                    self._seq, self._hash = self._seq + 1, digest
-                    self.status.checked_records += 1
-                    return
-        seal = chain.parse_seal(raw)  # slow path: say exactly what is wrong
+
+    def _check_one(self, file: str, number: int, raw: bytes) -> None:
+        """Say exactly what is wrong with a line, then continue the chain from it."""
+        seal = chain.parse_seal(raw)
         if seal is None:
             self._fail(file, number, "not a sealed audit record (edited or torn)")
             self._seq = self._hash = None

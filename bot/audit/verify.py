@@ -196,23 +196,27 @@ def _scan_task(task: _Task) -> _TaskResult:
         return result
     seq, prev, _ = sealed
     result.first = (seq, prev)
-    bad, seq, prev = _scan(lines, seq, prev, task.key, task.day_prefix, result.notes)
+    bad, seq, prev = scan_lines(lines, seq, prev, task.key, task.day_prefix, result.notes)
     result.bad = bad
     result.last = (seq - 1, prev)
     return result
 
 
-def _scan(
+def scan_lines(
     lines: list[bytes],
     seq: int,
     prev: bytes,
     key: bytes | None,
-    day_prefix: bytes,
-    notes: list[tuple[int, bytes]],
+    day_prefix: bytes = b"",
+    notes: list[tuple[int, bytes]] | None = None,
 ) -> tuple[int | None, int, bytes]:
-    """The hot loop: index of the first bad line (or None), then the chain state after the
-    last good line. A line is good when it starts in its file's day, its `seq`/`prev` follow
-    the previous line and its `hash` matches its bytes."""
+    """The one chain check of a run of lines (verify, and the dashboard's live integrity
+    status): ``seq``/``prev`` are what the first line must carry. Returns the index of the
+    first bad line (or None), then the chain state (next seq, last hash) after the last
+    good line. Gap/recovery records are appended to ``notes`` when given.
+
+    A line is good when it starts with ``day_prefix`` (its file's day), its `seq`/`prev`
+    follow the previous line and its `hash` matches its bytes."""
     sha256 = hashlib.sha256
     mac = hmac.digest
     at = chain.EVENT_TYPE_AT
@@ -227,7 +231,11 @@ def _scan(
         digest = hexlify(sha256(body).digest() if key is None else mac(key, body, "sha256"))
         if not line.endswith(b'","hash":"%s"}' % digest):
             return index, seq, prev
-        if line.startswith(b"audit_", at) and line.startswith(_NOTE_TYPES, at):
+        if (
+            notes is not None
+            and line.startswith(b"audit_", at)
+            and line.startswith(_NOTE_TYPES, at)
+        ):
             notes.append((index, line))
         seq += 1
         prev = digest
@@ -244,7 +252,7 @@ def _diagnose(path: Path, seq: int, prev: bytes, key: bytes | None, prefix: str)
     lines = data.split(b"\n")
     tail = lines.pop()
     start = _line_start(path, prefix)
-    bad, seq, prev = _scan(lines, seq, prev, key, start, [])
+    bad, seq, prev = scan_lines(lines, seq, prev, key, start, [])
     name = path.name
     if bad is None:
         if tail:
