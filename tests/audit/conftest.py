@@ -1,12 +1,11 @@
 """Fixtures for the audit trail tests: an injected clock, a logger factory that always
-closes, a small-filesystem mount (root only), the CLI runner and a deadline wait.
+closes, a small-filesystem mount (root only) and the CLI runner.
 
 * ``FakeClock``: epoch ns, advanced by ``step`` at every call (or set directly).
 * ``open_logger(directory, **kw)``: an AuditLogger closed at teardown.
 * ``small_fs(size)``: a tmpfs of ``size`` mounted on a temporary directory; skips
   the test (saying why) when mounting is impossible; unmounted at teardown.
 * ``run_cli(*args, env=...)``: ``python -m bot.audit ...`` as a user runs it.
-* ``wait_until(predicate, timeout)``: poll until true or fail at the deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,14 +60,6 @@ def open_logger() -> Iterator[Callable[..., AuditLogger]]:
     yield factory
     for logger in opened:
         logger.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import pytest
 
 from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger, chain, trace
 from bot.audit.verify import verify_trail
-from tests.audit.conftest import MIDNIGHT, FakeClock, read_records, wait_until
+from tests.audit.conftest import MIDNIGHT, FakeClock, read_records
+from tests.waiting import wait_until
 
 E = AuditEventType
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.waiting import wait_until
+
 from .conftest import CAPPED, NORMAL, REJECTED, events_by_trace, flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +61,6 @@ class BotProcess:
     def stderr_text(self) -> str:
         self.stderr.flush()
         return (self.workdir / "stderr.log").read_text()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

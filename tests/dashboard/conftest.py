@@ -9,12 +9,10 @@ and a deadline-based wait (never a bare sleep).
   FakeClock), closed at teardown.
 * ``make_trail`` fixture: ``make_trail(directory, flows=..., start=T0)`` writes a mixed
   trail (flows of every kind over two symbols, heartbeats) and closes the logger.
-* ``wait_until(predicate, timeout)``: poll a condition until a deadline.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -201,16 +199,3 @@ def make_trail(
         return clock
 
     return make
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.02
-) -> bool:
-    """True as soon as ``predicate()`` holds; False once ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)

@@ -22,7 +22,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.conftest import wait_until
+from tests.waiting import wait_until
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 FLOWS = 20

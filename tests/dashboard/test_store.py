@@ -19,7 +19,8 @@ from watchdog.observers.api import BaseObserver
 from bot.audit import AuditLogger
 from bot.audit.reader import iter_records
 from dashboard.store import TrailStore, epoch_seconds
-from tests.dashboard.conftest import FLOW_KINDS, T0, FakeClock, wait_until, write_flow
+from tests.dashboard.conftest import FLOW_KINDS, T0, FakeClock, write_flow
+from tests.waiting import wait_until
 
 Writer = Callable[..., tuple[AuditLogger, FakeClock]]
 

@@ -9,8 +9,7 @@ with a deadline instead of sleeping.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,6 @@ STREAM_OPTIONS: dict[str, Any] = {
     "max_reconnects": 2,  # the SDK gives up after one failed reconnect (~1-2 s)
     "read_timeout": 0.25,
 }
-
-
-def wait_until(
-    condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def read_trail(directory: Path) -> list[dict[str, Any]]:

@@ -29,8 +29,8 @@ from tests.integration.conftest import (
     make_exchange,
     raw_trail_text,
     read_trail,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 
 class SignalOnce:

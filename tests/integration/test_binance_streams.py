@@ -15,7 +15,8 @@ from bot.exchange.binance import BinanceExchange, StreamSpec, StreamSupervisor
 from bot.market.binance import BinanceMarketFeed
 from bot.models import Candle, OrderSide, OrderStatus, OrderType, OrderUpdate
 from tests.fakebinance import FakeBinance
-from tests.integration.conftest import STREAM_OPTIONS, make_exchange, read_trail, wait_until
+from tests.integration.conftest import STREAM_OPTIONS, make_exchange, read_trail
+from tests.waiting import wait_until
 
 
 class CandleCollector:

@@ -27,7 +27,8 @@ from bot.execution import OrderExecutionManager, RetryPolicy
 from bot.models import Candle, MarginType, OrderStatus, OrderUpdate, Signal, SignalType
 from bot.risk import RiskLimits, RiskManager
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance
-from tests.integration.conftest import make_exchange, read_trail, wait_until
+from tests.integration.conftest import make_exchange, read_trail
+from tests.waiting import wait_until
 
 # ------------------------------------------------------------------ seeding
 
