@@ -865,10 +865,9 @@ class TrailStore:
         if not lines:
             return 0
         count = self._apply(lines)
-        # The chain check comes after the aggregates are visible: it never delays them.
+        self._bump()  # the aggregates are visible now: readers need not wait for the check
         with self._check_lock:
-            self._checker.feed(lines)
-        self._bump()
+            self._checker.feed(lines)  # the integrity status is read live, not per version
         return count
 
     def _apply(self, lines: list[FollowedLine]) -> int:
