@@ -232,8 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with audit:
+    try:
         return _run(settings, audit, stop, received)
+    finally:
+        audit.close(checkpoint=False)  # _run sealed the run: checkpoint, then bot_stopped
 
 
 def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received: list[str]) -> int:
@@ -278,6 +280,7 @@ def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received
         reason, code = "internal_error", 1
     finally:
         bot.close()
+        audit.checkpoint()  # seals the run, so that bot_stopped is the trail's last record
         audit.log_event(
             AuditEventType.BOT_STOPPED,
             "main",

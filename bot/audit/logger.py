@@ -400,15 +400,20 @@ class AuditLogger:
         """Write an ``audit_checkpoint`` now (also done every ``checkpoint_interval``)."""
         self._checkpoint()
 
-    def close(self) -> None:
-        """Checkpoint, fsync, update the anchor and release the directory. Idempotent."""
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Checkpoint, fsync, update the anchor and release the directory. Idempotent.
+
+        ``checkpoint=False`` for a caller that wrote its own closing checkpoint and then
+        one last record (the bot: checkpoint, ``bot_stopped``); the anchor still covers
+        everything written."""
         if self._closed:
             return
         self._stop.set()
         self._syncer.join(timeout=10)
         with self._lock:
             self._drain()
-        self._checkpoint()
+        if checkpoint:
+            self._checkpoint()
         with self._lock:
             self._drain()
             self._closed = True

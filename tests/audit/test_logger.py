@@ -218,6 +218,21 @@ def test_checkpoints_cover_the_record_before_them(audit_dir, open_logger, clock)
     assert anchor["hash"] == records[-1]["hash"]
 
 
+def test_close_without_checkpoint_leaves_the_callers_last_record_last(
+    audit_dir, open_logger, clock
+):
+    logger = open_logger(audit_dir, clock=clock, checkpoint_interval=3600)
+    logger.log_event(E.HEARTBEAT, "heartbeat")
+    logger.checkpoint()
+    logger.log_event(E.BOT_STOPPED, "main")
+    logger.close(checkpoint=False)
+    records = read_records(audit_dir)
+    assert [r["event_type"] for r in records] == ["heartbeat", "audit_checkpoint", "bot_stopped"]
+    anchor = chain.read_anchor(audit_dir)
+    assert anchor is not None and anchor["hash"] == records[-1]["hash"]
+    assert verify_trail(audit_dir, workers=1).intact
+
+
 def test_a_torn_last_line_is_repaired_at_start_with_audit_recovered(audit_dir, open_logger, clock):
     logger = open_logger(audit_dir, clock=clock)
     logger.log_event(E.HEARTBEAT, "heartbeat")

@@ -89,7 +89,7 @@ def assert_clean_stop(bot: BotProcess, signal_name: str) -> list[dict[str, Any]]
         assert path.read_bytes().endswith(b"\n"), f"torn last line in {path.name}"
     lifecycle = [r for r in records if r["event_type"] not in INTEGRITY]
     assert lifecycle[0]["event_type"] == "bot_started"
-    assert lifecycle[-1]["event_type"] == "bot_stopped"
+    assert [r["event_type"] for r in records[-2:]] == ["audit_checkpoint", "bot_stopped"]
     assert lifecycle[-1]["additional_data"]["signal"] == signal_name
     assert lifecycle[-1]["additional_data"]["exit_code"] == 0
     return records
