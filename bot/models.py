@@ -8,7 +8,7 @@ Prices and quantities are floats; rounding to a symbol's filters goes through
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -92,6 +92,31 @@ class Candle:
     volume: float
     close_time: int  # ms since epoch, UTC (Binance: open_time + interval - 1)
     closed: bool = True
+
+    @classmethod
+    def from_kline_row(cls, symbol: str, interval: str, row: Sequence[Any]) -> Candle:
+        """A closed candle from Binance's kline layout, shared by the REST answer and the
+        public data dumps: ``[open_time, open, high, low, close, volume, close_time, ...]``.
+        Times in microseconds (dumps since 2025) are brought to milliseconds."""
+        return cls(
+            symbol=symbol,
+            interval=interval,
+            open_time=_epoch_ms(row[0]),
+            open=float(row[1]),
+            high=float(row[2]),
+            low=float(row[3]),
+            close=float(row[4]),
+            volume=float(row[5]),
+            close_time=_epoch_ms(row[6]),
+        )
+
+
+_MICROSECONDS = 10**14  # an epoch time above this is in microseconds (year 5138 in ms)
+
+
+def _epoch_ms(value: Any) -> int:
+    stamp = int(value)
+    return stamp // 1000 if stamp > _MICROSECONDS else stamp
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,22 +378,6 @@ def symbol_filters(info: Mapping[str, Any]) -> SymbolFilters:
     )
 
 
-def candle_from_row(symbol: str, interval: str, row: list[Any]) -> Candle:
-    """One REST kline row (``[openTime, o, h, l, c, v, closeTime, ...]``)."""
-    return Candle(
-        symbol=symbol,
-        interval=interval,
-        open_time=int(row[0]),
-        open=float(row[1]),
-        high=float(row[2]),
-        low=float(row[3]),
-        close=float(row[4]),
-        volume=float(row[5]),
-        close_time=int(row[6]),
-        closed=True,
-    )
-
-
 def candle_from_event(event: Mapping[str, Any]) -> Candle | None:
     """The candle of a websocket ``kline`` event, or None for anything else."""
     if event.get("e") != "kline" or "k" not in event:
@@ -424,7 +408,7 @@ def closed_klines(client: Any, symbol: str, interval: str, limit: int, now_ms: i
         return []
     with translate_errors("klines"):
         rows = client.futures_klines(symbol=symbol, interval=interval, limit=min(limit + 1, 1500))
-    candles = [candle_from_row(symbol, interval, row) for row in rows[:-1]]
+    candles = [Candle.from_kline_row(symbol, interval, row) for row in rows[:-1]]
     return [c for c in candles if c.close_time < now_ms][-limit:]
 
 

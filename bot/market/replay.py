@@ -31,7 +31,6 @@ from bot.market.base import CandleHandler
 from bot.models import Candle
 
 _DUMP_NAME_RE = re.compile(r"^([A-Z0-9]+)-(\d+[smhdwM])-")
-_MICROSECONDS = 10**14  # an epoch timestamp above this is in µs, not ms
 
 
 def _rows(path: Path) -> Iterator[list[str]]:
@@ -47,11 +46,6 @@ def _rows(path: Path) -> Iterator[list[str]]:
         yield from csv.reader(fh)
 
 
-def _ms(value: str) -> int:
-    stamp = int(value)
-    return stamp // 1000 if stamp > _MICROSECONDS else stamp
-
-
 def read_klines(path: Path, symbol: str, interval: str) -> list[Candle]:
     """All candles of one dump file, oldest first. Raises ConfigError naming the bad line."""
     candles: list[Candle] = []
@@ -59,19 +53,7 @@ def read_klines(path: Path, symbol: str, interval: str) -> list[Candle]:
         if not row or (line_no == 1 and not row[0].strip().isdigit()):
             continue  # blank line, or the header row
         try:
-            candles.append(
-                Candle(
-                    symbol=symbol,
-                    interval=interval,
-                    open_time=_ms(row[0]),
-                    open=float(row[1]),
-                    high=float(row[2]),
-                    low=float(row[3]),
-                    close=float(row[4]),
-                    volume=float(row[5]),
-                    close_time=_ms(row[6]),
-                )
-            )
+            candles.append(Candle.from_kline_row(symbol, interval, row))
         except (IndexError, ValueError) as exc:
             raise ConfigError(
                 f"data: {path} line {line_no} is not a Binance kline row ({exc})"
