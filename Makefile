@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.run-installed
 STAMP_DEV := $(VENV)/.dev-installed
+STAMP_NATIVE := $(VENV)/.native-built
 
 .PHONY: run test lint typecheck check bench clean
 
@@ -19,10 +20,15 @@ $(STAMP_DEV): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(STAMP_RUN)
 
-run: $(STAMP_RUN)  ## paper trading on a simulated market + dashboard + alerts
+# The audit trail's optional C accelerator; without a compiler the Python reference runs.
+$(STAMP_NATIVE): bot/audit/native/_chain.c | $(BIN)/python
+	$(BIN)/python -m bot.audit.native.build
+	touch $@
+
+run: $(STAMP_RUN) $(STAMP_NATIVE)  ## paper trading on a simulated market + dashboard + alerts
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start
 
-test: $(STAMP_DEV)  ## the whole test suite, lint and type checks
+test: $(STAMP_DEV) $(STAMP_NATIVE)  ## the whole test suite, lint and type checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -36,8 +42,8 @@ typecheck: $(STAMP_DEV)
 
 BENCHMARKS := audit_write audit_cli decision_latency dashboard_ingest
 
-bench: $(STAMP_DEV)  ## every benchmark, each against its baselines in the same run
+bench: $(STAMP_DEV) $(STAMP_NATIVE)  ## every benchmark, each against its baselines in the same run
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bot/audit/native/*.so

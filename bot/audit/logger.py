@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from bot.audit import chain
+from bot.audit import chain, native
 from bot.audit.events import AuditEventType
 
 log = logging.getLogger("bot.audit")
@@ -134,6 +134,37 @@ class _Outage:
     last_dropped: str | None = None
 
 
+class _ChainState:
+    """What the hot path reads and advances, under the logger's lock: the pure-Python
+    twin of the C ``native.lib.Writer``, which keeps the same attributes."""
+
+    def __init__(self) -> None:
+        self.seq = 0  # next record's seq
+        self.prev = chain.GENESIS_HASH.encode()  # hash of the last record
+        self.size = 0  # bytes in the open day file
+        self.unsynced = 0  # records written since the last fdatasync
+        self.last_ns = 0  # latest timestamp used: the trail never goes back in time
+        self.written = 0  # records written by this logger
+        self.fd: int | None = None  # the open day file
+        self.fd_day = ""
+        self.slow = False  # held records, an outage or closed: every call takes the careful path
+        self.ts_prefix = b""  # b'{"timestamp":"YYYY-MM-DDTHH:MM:SS' of ts_sec
+        self.ts_day = ""  # YYYYMMDD of ts_sec
+        self._ts_sec = -1
+
+    @property
+    def ts_sec(self) -> int:
+        return self._ts_sec
+
+    @ts_sec.setter
+    def ts_sec(self, sec: int) -> None:
+        """Setting the second caches its timestamp prefix and day."""
+        moment = datetime.fromtimestamp(sec, UTC)
+        self._ts_sec = sec
+        self.ts_prefix = b'{"timestamp":"%s' % moment.strftime("%Y-%m-%dT%H:%M:%S").encode()
+        self.ts_day = moment.strftime("%Y%m%d")
+
+
 class AuditLogger:
     """Append-only, hash-chained JSONL writer. Create one per process and inject it."""
 
@@ -156,7 +187,7 @@ class AuditLogger:
         self.audit_dir = Path(audit_dir)
         self.file_prefix = file_prefix
         self.run_id = run_id or f"run-{secrets.token_hex(6)}"
-        self.stats = AuditStats()
+        self._stats = AuditStats()
         if isinstance(hmac_key, str):
             hmac_key = hmac_key.encode()
         self._sealer = chain.Sealer(hmac_key)
@@ -167,24 +198,37 @@ class AuditLogger:
         self._checkpoint_interval = checkpoint_interval
         self._buffer_limit = buffer_limit
         self._redact_values = tuple(v.encode() for v in redact_values if v)
-        self._lock = threading.Lock()
         self._closed = False
-
-        self._fd: int | None = None
-        self._fd_day = ""
-        self._size = 0
         self._retired_fds: list[int] = []
-        self._unsynced = 0
         self._dir_created_file = False
-        self._seq = 0
-        self._prev = chain.GENESIS_HASH.encode()
-        self._last_ns = 0
-        self._ts_sec = -1
-        self._ts_prefix = b""
-        self._ts_day = ""
         self._held: list[_Held] = []
         self._outage: _Outage | None = None
-        self._slow = False  # held records, an outage or closed: take the careful path
+        # The chain state and its lock: the C writer when built (its log_event then
+        # takes the common case and hands the rest to the Python one below).
+        self._state: _ChainState
+        self._lock: contextlib.AbstractContextManager[Any]
+        if native.lib is not None:
+            writer = native.lib.Writer(
+                fallback=self.log_event,
+                commit_slow=self._native_commit_slow,
+                write_failed=self._native_write_failed,
+                dumps=orjson.dumps,
+                default=_json_default,
+                option=_ORJSON_OPTS,
+                event_type_cls=AuditEventType,
+                trace_var=_TRACE,
+                safe_keys=_SAFE_KEYS,
+                redact_values=self._redact_values,
+                clock=clock,
+                realtime=clock is time.time_ns,
+                key=self._key,
+                run_tag=self._run_tag,
+            )
+            self._state = self._lock = writer
+            self.log_event = writer.log_event  # type: ignore[method-assign]
+        else:
+            self._state = _ChainState()
+            self._lock = threading.Lock()
         self._last_checkpoint_seq = -1
 
         created = not self.audit_dir.exists()
@@ -271,22 +315,23 @@ class AuditLogger:
                     rest = rest.replace(value, REDACTED.encode())
                     self.stats.redactions += 1
             with self._lock:
+                state = self._state
                 now = self._clock()
-                if now < self._last_ns:
-                    now = self._last_ns  # never let the trail go back in time
-                self._last_ns = now
-                if now // 1_000_000_000 != self._ts_sec:
-                    self._new_second(now // 1_000_000_000)
-                if self._slow or self._fd_day != self._ts_day:
+                if now < state.last_ns:
+                    now = state.last_ns  # never let the trail go back in time
+                state.last_ns = now
+                if now // 1_000_000_000 != state.ts_sec:
+                    state.ts_sec = now // 1_000_000_000
+                if state.slow or state.fd_day != state.ts_day or state.fd is None:
                     self._commit_slow(self._stamped(now, rest), kind)
                     return
                 head = b'%s.%06dZ",%s%s%d,"prev":"%s' % (
-                    self._ts_prefix,
+                    state.ts_prefix,
                     now // 1000 % 1_000_000,
                     rest[1:-1],
                     self._run_tag,
-                    self._seq,
-                    self._prev,
+                    state.seq,
+                    state.prev,
                 )
                 key = self._key
                 if key is None:
@@ -295,7 +340,7 @@ class AuditLogger:
                     digest = hexlify(_hmac_digest(key, head + b'"}', "sha256"))
                 line = b'%s","hash":"%s"}\n' % (head, digest)
                 try:
-                    written = os.write(self._fd, line)  # type: ignore[arg-type]
+                    written = os.write(state.fd, line)
                 except OSError as exc:
                     self._on_write_failure(exc, self._stamped(now, rest), kind)
                     return
@@ -303,11 +348,11 @@ class AuditLogger:
                     short = OSError(errno.ENOSPC, "short write to audit file")
                     self._on_write_failure(short, self._stamped(now, rest), kind)
                     return
-                self._size += written
-                self._seq += 1
-                self._prev = digest
-                self._unsynced += 1
-                self.stats.written += 1
+                state.size += written
+                state.seq += 1
+                state.prev = digest
+                state.unsynced += 1
+                state.written += 1
         except Exception as exc:  # the logger must never break trading
             self.stats.internal_errors += 1
             log.exception("audit logger internal error: %s", exc)
@@ -392,7 +437,7 @@ class AuditLogger:
     def flush(self) -> None:
         """Write held records if possible and fsync now (tests, shutdown)."""
         with self._lock:
-            if self._slow and not self._closed:
+            if self._state.slow and not self._closed:
                 self._drain()
         self._sync_once()
 
@@ -417,7 +462,7 @@ class AuditLogger:
         with self._lock:
             self._drain()
             self._closed = True
-            self._slow = True
+            self._state.slow = True
         self._sync_once()
         with self._lock:
             if self._held or self._outage is not None:
@@ -425,12 +470,15 @@ class AuditLogger:
                     "audit trail closed with %d records unwritable",
                     len(self._held) + (self._outage.dropped if self._outage else 0),
                 )
-            for fd in [*self._retired_fds, *([self._fd] if self._fd is not None else [])]:
+            for fd in [
+                *self._retired_fds,
+                *([self._state.fd] if self._state.fd is not None else []),
+            ]:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._retired_fds.clear()
-            self._fd = None
-            self._fd_day = ""
+            self._state.fd = None
+            self._state.fd_day = ""
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -447,10 +495,16 @@ class AuditLogger:
         self.close()
 
     @property
+    def stats(self) -> AuditStats:
+        """Counters of this logger (``written`` is kept with the chain state)."""
+        self._stats.written = self._state.written
+        return self._stats
+
+    @property
     def head(self) -> tuple[int, str]:
         """(next seq, hash of the last written record)."""
         with self._lock:
-            return self._seq, self._prev.decode()
+            return self._state.seq, self._state.prev.decode()
 
     @property
     def keyed(self) -> bool:
@@ -458,25 +512,19 @@ class AuditLogger:
 
     # --------------------------------------------------------- serializing
 
-    def _new_second(self, sec: int) -> None:
-        moment = datetime.fromtimestamp(sec, UTC)
-        self._ts_sec = sec
-        self._ts_prefix = b'{"timestamp":"%s' % moment.strftime("%Y-%m-%dT%H:%M:%S").encode()
-        self._ts_day = moment.strftime("%Y%m%d")
-
     def _stamped(self, now: int, rest: bytes) -> bytes:
         """``{"timestamp":"...",<rest>`` without the closing brace: a record ready to seal."""
-        return b'%s.%06dZ",%s' % (self._ts_prefix, now // 1000 % 1_000_000, rest[1:-1])
+        return b'%s.%06dZ",%s' % (self._state.ts_prefix, now // 1000 % 1_000_000, rest[1:-1])
 
     def _now(self) -> tuple[str, str]:
         """(day, timestamp) for records the logger writes about itself (lock held)."""
-        now = max(self._clock(), self._last_ns)
-        self._last_ns = now
-        if now // 1_000_000_000 != self._ts_sec:
-            self._new_second(now // 1_000_000_000)
-        prefix = self._ts_prefix[len(chain.TIMESTAMP_PREFIX) :].decode()
+        now = max(self._clock(), self._state.last_ns)
+        self._state.last_ns = now
+        if now // 1_000_000_000 != self._state.ts_sec:
+            self._state.ts_sec = now // 1_000_000_000
+        prefix = self._state.ts_prefix[len(chain.TIMESTAMP_PREFIX) :].decode()
         stamp = f"{prefix}.{now // 1000 % 1_000_000:06d}Z"
-        return self._ts_day, stamp
+        return self._state.ts_day, stamp
 
     def _serialize_fallback(self, record: dict[str, Any]) -> bytes:
         stringified: list[str] = []
@@ -501,14 +549,14 @@ class AuditLogger:
     def _commit_slow(self, payload: bytes, kind: str) -> None:
         """Rollover, first write, or the trail was unwritable: write or hold ``payload``."""
         stamp = payload[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27].decode()
-        item = _Held(self._ts_day, payload, kind, stamp)
+        item = _Held(self._state.ts_day, payload, kind, stamp)
         if self._closed:
             self._drop(item)
             log.warning("audit record %s logged after close() was dropped", kind)
             return
-        if self._slow:
+        if self._state.slow:
             self._drain()
-            if self._slow:
+            if self._state.slow:
                 self._hold(item)
                 return
         try:
@@ -517,17 +565,33 @@ class AuditLogger:
             self._on_write_error(exc)
             self._hold(item)
 
+    def _native_commit_slow(self, payload: bytes, kind: str) -> None:
+        """The C writer's careful case (its lock is held): as in ``log_event``."""
+        try:
+            self._commit_slow(payload, kind)
+        except Exception as error:  # the logger must never break trading
+            self.stats.internal_errors += 1
+            log.exception("audit logger internal error: %s", error)
+
+    def _native_write_failed(self, exc: OSError, payload: bytes, kind: str) -> None:
+        """The C writer's write failed (its lock is held): as in ``log_event``."""
+        try:
+            self._on_write_failure(exc, payload, kind)
+        except Exception as error:  # the logger must never break trading
+            self.stats.internal_errors += 1
+            log.exception("audit logger internal error: %s", error)
+
     def _on_write_failure(self, exc: OSError, payload: bytes, kind: str) -> None:
         """The hot path's write failed: undo any partial bytes, then hold the record."""
-        if self._fd is not None:
-            self._after_failed_write(self._fd, exc)
+        if self._state.fd is not None:
+            self._after_failed_write(self._state.fd, exc)
         self._on_write_error(exc)
         stamp = payload[len(chain.TIMESTAMP_PREFIX) : len(chain.TIMESTAMP_PREFIX) + 27].decode()
-        self._hold(_Held(self._ts_day, payload, kind, stamp))
+        self._hold(_Held(self._state.ts_day, payload, kind, stamp))
 
     def _write(self, day: str, payload: bytes) -> None:
         fd = self._fd_for(day)
-        line, digest = self._sealer.seal(payload, self._run_tag, self._seq, self._prev)
+        line, digest = self._sealer.seal(payload, self._run_tag, self._state.seq, self._state.prev)
         try:
             written = os.write(fd, line)
         except OSError as exc:
@@ -537,19 +601,19 @@ class AuditLogger:
             short = OSError(errno.ENOSPC, "short write to audit file")
             self._after_failed_write(fd, short)
             raise short
-        self._size += written
-        self._seq += 1
-        self._prev = digest
-        self._unsynced += 1
-        self.stats.written += 1
+        self._state.size += written
+        self._state.seq += 1
+        self._state.prev = digest
+        self._state.unsynced += 1
+        self._state.written += 1
 
     def _after_failed_write(self, fd: int, exc: OSError) -> None:
         """Remove a partial line so a later write never follows torn bytes. Out of space,
         the descriptor is kept for the retry; any other error (EBADF, EIO, EPERM, EROFS)
         retires it, so the retry reopens the file (and fails at open while it must)."""
         try:
-            if os.fstat(fd).st_size != self._size:
-                os.ftruncate(fd, self._size)
+            if os.fstat(fd).st_size != self._state.size:
+                os.ftruncate(fd, self._state.size)
         except OSError:
             self._retire_fd()  # cannot repair now: a reopen refuses a torn file until restart
             return
@@ -557,9 +621,9 @@ class AuditLogger:
             self._retire_fd()
 
     def _fd_for(self, day: str) -> int:
-        if self._fd is not None and day == self._fd_day:
-            return self._fd
-        if self._fd is not None:
+        if self._state.fd is not None and day == self._state.fd_day:
+            return self._state.fd
+        if self._state.fd is not None:
             self._retire_fd()
         self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.audit_dir / f"{self.file_prefix}{day}.jsonl"
@@ -570,18 +634,18 @@ class AuditLogger:
             raise OSError(errno.EIO, f"{path.name} ends with a torn line; repaired at next start")
         if size == 0:
             self._dir_created_file = True
-        self._fd, self._fd_day, self._size = fd, day, size
+        self._state.fd, self._state.fd_day, self._state.size = fd, day, size
         return fd
 
     def _retire_fd(self) -> None:
-        if self._fd is not None:
-            self._retired_fds.append(self._fd)
-        self._fd = None
-        self._fd_day = ""
+        if self._state.fd is not None:
+            self._retired_fds.append(self._state.fd)
+        self._state.fd = None
+        self._state.fd_day = ""
 
     def _on_write_error(self, exc: OSError) -> None:
         self.stats.write_errors += 1
-        self._slow = True
+        self._state.slow = True
         if self._outage is None:
             _, stamp = self._now()
             self._outage = _Outage(
@@ -627,7 +691,7 @@ class AuditLogger:
             except OSError as exc:
                 self._on_write_error(exc)
                 return
-        self._slow = self._closed
+        self._state.slow = self._closed
 
     def _write_gap_record(self, outage: _Outage) -> None:
         data: dict[str, Any] = {
@@ -658,7 +722,7 @@ class AuditLogger:
         while not self._stop.wait(self._fsync_interval):
             try:
                 with self._lock:
-                    if self._slow and not self._closed:
+                    if self._state.slow and not self._closed:
                         self._drain()
                 self._sync_once()
                 if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
@@ -670,10 +734,10 @@ class AuditLogger:
 
     def _sync_once(self) -> None:
         with self._lock:
-            fd, retired = self._fd, self._retired_fds
+            fd, retired = self._state.fd, self._retired_fds
             self._retired_fds = []
-            count, self._unsynced = self._unsynced, 0
-            seq, head, file_day = self._seq - 1, self._prev, self._fd_day
+            count, self._state.unsynced = self._state.unsynced, 0
+            seq, head, file_day = self._state.seq - 1, self._state.prev, self._state.fd_day
             new_file, self._dir_created_file = self._dir_created_file, False
         for old in retired:
             self._fsync(old, count)
@@ -713,7 +777,7 @@ class AuditLogger:
         lock, the rest under it) and carry on: the chain stays intact."""
         source = f"/proc/self/fd/{fd}"
         with self._lock:
-            day, size = self._fd_day, self._size
+            day, size = self._state.fd_day, self._state.size
         path = self.audit_dir / f"{self.file_prefix}{day}.jsonl"
         tmp = self.audit_dir / f".{path.name}.recover"
         try:
@@ -723,14 +787,14 @@ class AuditLogger:
                 try:
                     copied = _copy_range(src, out, 0, size)
                     with self._lock:
-                        if self._fd != fd:
+                        if self._state.fd != fd:
                             return  # rolled over meanwhile: the old day is closed anyway
-                        copied += _copy_range(src, out, size, self._size)
+                        copied += _copy_range(src, out, size, self._state.size)
                         os.replace(tmp, path)
                         new_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
                         self._retired_fds.append(fd)
-                        self._fd = new_fd
-                        self._unsynced += 1
+                        self._state.fd = new_fd
+                        self._state.unsynced += 1
                         self._dir_created_file = True
                         self._relock_directory()
                 finally:
@@ -738,7 +802,7 @@ class AuditLogger:
         except OSError as exc:
             log.error("audit file %s was deleted and could not be restored: %s", path.name, exc)
             with self._lock:
-                if self._fd == fd:
+                if self._state.fd == fd:
                     self._retire_fd()  # the next write re-creates the file; verify shows the break
             self.stats.recoveries += 1
             return
@@ -769,7 +833,12 @@ class AuditLogger:
 
     def _checkpoint(self) -> None:
         with self._lock:
-            seq, head, day, size = self._seq - 1, self._prev.decode(), self._fd_day, self._size
+            seq, head, day, size = (
+                self._state.seq - 1,
+                self._state.prev.decode(),
+                self._state.fd_day,
+                self._state.size,
+            )
         if seq < 0 or seq == self._last_checkpoint_seq:
             return
         self._last_checkpoint_seq = seq + 1  # the checkpoint itself takes the next seq
@@ -844,13 +913,13 @@ class AuditLogger:
             last = _last_sealed_line(data)
             if last is not None:
                 seq, digest, stamp = last
-                self._seq, self._prev = seq + 1, digest
+                self._state.seq, self._state.prev = seq + 1, digest
                 with contextlib.suppress(ValueError):
-                    self._last_ns = chain.timestamp_ns(stamp)  # time never goes back
+                    self._state.last_ns = chain.timestamp_ns(stamp)  # time never goes back
                 break
         anchor = chain.read_anchor(self.audit_dir)
         anchor_seq = anchor.get("seq") if anchor is not None else None
-        if isinstance(anchor_seq, int) and anchor_seq >= self._seq:
+        if isinstance(anchor_seq, int) and anchor_seq >= self._state.seq:
             notes.append(
                 (
                     AuditEventType.AUDIT_GAP,
@@ -858,15 +927,15 @@ class AuditLogger:
                     {
                         "reason": "trail_shorter_than_head_anchor",
                         "anchor_seq": anchor_seq,
-                        "last_seq_on_disk": self._seq - 1,
-                        "missing_records": anchor_seq - self._seq + 1,
+                        "last_seq_on_disk": self._state.seq - 1,
+                        "missing_records": anchor_seq - self._state.seq + 1,
                     },
                 )
             )
             log.error(
                 "audit trail ends at seq %d but its head anchor records seq %d: "
                 "records were removed from the end of the trail",
-                self._seq - 1,
+                self._state.seq - 1,
                 anchor_seq,
             )
         return notes

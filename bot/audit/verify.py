@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from bot.audit import chain, pieces
+from bot.audit import chain, native, pieces
 
 GENESIS = chain.GENESIS_HASH.encode()
 _TAIL = chain.TAIL_LEN
@@ -182,27 +182,50 @@ def _read(task: _Task) -> bytes:
 
 def _scan_task(task: _Task) -> _TaskResult:
     data = _read(task)
-    lines = data.split(b"\n")
     result = _TaskResult()
-    tail = lines.pop()
-    if tail:
-        result.torn = tail
-    result.lines = len(lines)
-    if not lines:
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        result.torn = data[end:]
+    result.lines = data.count(b"\n", 0, end)
+    if not result.lines:
         return result
-    sealed = chain.parse_seal(lines[0])
+    sealed = chain.parse_seal(data[: data.find(b"\n")])
     if sealed is None:
         result.bad = 0
         return result
     seq, prev, _ = sealed
     result.first = (seq, prev)
-    bad, seq, prev = scan_lines(lines, seq, prev, task.key, task.day_prefix, result.notes)
+    if native.lib is not None:
+        bad, seq, prev = native.lib.scan(
+            data, seq, prev, task.key, task.day_prefix, chain.EVENT_TYPE_AT, result.notes
+        )
+    else:
+        lines = data[: end - 1].split(b"\n")
+        bad, seq, prev = _scan_lines(lines, seq, prev, task.key, task.day_prefix, result.notes)
     result.bad = bad
     result.last = (seq - 1, prev)
     return result
 
 
 def scan_lines(
+    lines: list[bytes],
+    seq: int,
+    prev: bytes,
+    key: bytes | None,
+    day_prefix: bytes = b"",
+    notes: list[tuple[int, bytes]] | None = None,
+) -> tuple[int | None, int, bytes]:
+    """The chain check of a run of lines (see ``_scan_lines``), in C when it is built."""
+    if native.lib is None or len(prev) != chain.HASH_LEN or not lines:
+        return _scan_lines(lines, seq, prev, key, day_prefix, notes)
+    data = b"\n".join(lines) + b"\n"
+    result: tuple[int | None, int, bytes] = native.lib.scan(
+        data, seq, prev, key, day_prefix, chain.EVENT_TYPE_AT, notes
+    )
+    return result
+
+
+def _scan_lines(
     lines: list[bytes],
     seq: int,
     prev: bytes,

@@ -257,7 +257,7 @@ def test_an_fsync_error_is_reported_not_counted_as_success(audit_dir, open_logge
     logger.log_event(E.HEARTBEAT, "heartbeat")
     logger.flush()
     anchored = chain.read_anchor(audit_dir)
-    fd = logger._fd
+    fd = logger._state.fd
     assert fd is not None
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
