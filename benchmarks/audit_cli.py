@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python benchmarks/audit_cli.py [--records 1000000] [--dir DIR]
 
 Writes the trail once with the real AuditLogger (kept in DIR for later runs), then
-times verify (1 and 2 worker processes), summary, and pandas.read_json(lines=True)
+times verify (1 and 2 worker processes; with the C accelerator when built, and the
+pure-Python reference), summary, and pandas.read_json(lines=True)
 plus a value_counts of event_type (the "obvious" way to get the same counts).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.audit_records import records
-from bot.audit import AuditLogger, chain
+from bot.audit import AuditLogger, chain, native
 from bot.audit.summary import summarize
 from bot.audit.verify import verify_trail
 
@@ -57,6 +58,10 @@ def main() -> None:
         )
         assert report.intact, report.problem
         print(f"{'':44}{report.records / elapsed:10,.0f} lines/s")
+    built, native.lib = native.lib, None
+    report, elapsed = timed("verify, 2 workers, Python reference", lambda: verify_trail(directory))
+    print(f"{'':44}{report.records / elapsed:10,.0f} lines/s")
+    native.lib = built
     result, fast = timed("summary (2 workers)", lambda: summarize(directory, workers=2))
     timed("summary (1 worker)", lambda: summarize(directory, workers=1))
     if args.skip_pandas:

@@ -78,6 +78,8 @@ def exercise(directory: Path, key: bytes | None) -> None:
                     logger.log_event(kind, "op", additional_data={f"k{i % 5}": "v"})
                 elif choice == 7:
                     logger.log_event(kind, 12345, symbol=None)  # type: ignore[arg-type]
+                elif choice == 8 and i % 24 == 8:  # top-level strings that need escaping
+                    logger.log_event(kind, 'say "é"\n', symbol="BTC\\USDT", trace_id="\x7f")
                 elif choice == 8:
                     logger.log_order_placed("ETHUSDT", {"side": "BUY", "quantity": 0.5})
                 else:

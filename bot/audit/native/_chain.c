@@ -196,6 +196,9 @@ enum { A_EVENT_TYPE, A_OPERATION, A_SYMBOL, A_ORDER_DATA, A_RESPONSE, A_ERROR,
        A_ADDITIONAL_DATA, A_TRACE_ID, N_ARGS };
 static const char *ARG_NAMES[N_ARGS] = {"event_type", "operation", "symbol", "order_data",
                                         "response", "error", "additional_data", "trace_id"};
+/* the record's key order: logger.py builds its dict in this order */
+static const int RECORD_ORDER[N_ARGS] = {A_EVENT_TYPE, A_OPERATION,  A_SYMBOL, A_TRACE_ID,
+                                         A_ORDER_DATA, A_RESPONSE,   A_ERROR,  A_ADDITIONAL_DATA};
 static PyObject *arg_names[N_ARGS];  /* interned: also the record's keys */
 static PyObject *str_value_, *dumps_kwnames;
 
@@ -385,6 +388,95 @@ set_second(Writer *w, long long sec)
     w->ts_sec = sec;
 }
 
+/* 1 when `s` is ASCII without '"', '\\', DEL or control characters: its JSON form is
+ * itself in quotes (as orjson writes it). */
+static int
+plain_str(PyObject *s)
+{
+    if (!PyUnicode_IS_ASCII(s))
+        return 0;
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(s); i < n; i++)
+        if (c[i] < 0x20 || c[i] == '"' || c[i] == '\\' || c[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static PyObject *
+dumps(Writer *w, PyObject *value)
+{
+    PyObject *call[4] = {NULL, value, w->dumps_default, w->dumps_option};
+    PyObject *out = PyObject_Vectorcall(w->dumps, call + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                        dumps_kwnames);
+    if (out != NULL && !PyBytes_CheckExact(out))
+        Py_CLEAR(out);
+    return out;
+}
+
+/* The record's JSON, exactly as orjson.dumps of the record dict would write it, but
+ * serializing only the data objects: the top-level strings are copied when plain
+ * (fields: event_type, operation, symbol, trace_id, then the four objects; NULL = absent).
+ * Returns NULL without an error set when a string is not plain. */
+static PyObject *
+compose(Writer *w, PyObject **fields)
+{
+    PyObject *parts[N_ARGS] = {NULL}, *out = NULL;
+    Py_ssize_t total = 1;
+    for (int k = 0; k < N_ARGS; k++) {
+        if (fields[k] == NULL)
+            continue;
+        total += 1 + PyUnicode_GET_LENGTH(arg_names[k]) + 3;  /* ,"name": */
+        if (k <= A_SYMBOL || k == A_TRACE_ID) {
+            if (!plain_str(fields[k]))
+                goto done;
+            total += PyUnicode_GET_LENGTH(fields[k]) + 2;
+        }
+        else {
+            if ((parts[k] = dumps(w, fields[k])) == NULL)
+                goto done;
+            total += PyBytes_GET_SIZE(parts[k]);
+        }
+    }
+    if ((out = PyBytes_FromStringAndSize(NULL, total)) == NULL)
+        goto done;
+    char *p = PyBytes_AS_STRING(out);
+    *p++ = '{';
+    int first = 1;
+    for (int i = 0; i < N_ARGS; i++) {
+        int k = RECORD_ORDER[i];
+        if (fields[k] == NULL)
+            continue;
+        if (!first)
+            *p++ = ',';
+        first = 0;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(arg_names[k]);
+        *p++ = '"';
+        memcpy(p, PyUnicode_1BYTE_DATA(arg_names[k]), (size_t)n);
+        p += n;
+        memcpy(p, "\":", 2);
+        p += 2;
+        if (parts[k] == NULL) {
+            n = PyUnicode_GET_LENGTH(fields[k]);
+            *p++ = '"';
+            memcpy(p, PyUnicode_1BYTE_DATA(fields[k]), (size_t)n);
+            p += n;
+            *p++ = '"';
+        }
+        else {
+            n = PyBytes_GET_SIZE(parts[k]);
+            memcpy(p, PyBytes_AS_STRING(parts[k]), (size_t)n);
+            p += n;
+        }
+    }
+    *p++ = '}';
+    if (_PyBytes_Resize(&out, p - PyBytes_AS_STRING(out)) < 0)
+        out = NULL;
+done:
+    for (int k = 0; k < N_ARGS; k++)
+        Py_XDECREF(parts[k]);
+    return out;
+}
+
 /* Write one sealed line: the common case of logger.AuditLogger.log_event. Anything else
  * goes to the Python implementation (`fallback`) with the same arguments. */
 static PyObject *
@@ -453,20 +545,20 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
             goto delegate;  /* Python checks the keys, redacts and learns them */
         objects++;
     }
-    if ((record = PyDict_New()) == NULL)
-        goto delegate;
-    if (PyDict_SetItem(record, arg_names[A_EVENT_TYPE], kind) < 0 ||
-        PyDict_SetItem(record, arg_names[A_OPERATION], a[A_OPERATION]) < 0 ||
-        (a[A_SYMBOL] && PyDict_SetItem(record, arg_names[A_SYMBOL], a[A_SYMBOL]) < 0) ||
-        (trace && PyDict_SetItem(record, arg_names[A_TRACE_ID], trace) < 0))
-        goto delegate;
-    for (int k = A_ORDER_DATA; k <= A_ADDITIONAL_DATA; k++)
-        if (a[k] != NULL && PyDict_SetItem(record, arg_names[k], a[k]) < 0)
+    PyObject *fields[N_ARGS] = {kind, a[A_OPERATION], a[A_SYMBOL], a[A_ORDER_DATA],
+                                a[A_RESPONSE], a[A_ERROR], a[A_ADDITIONAL_DATA], trace};
+    rest = compose(w, fields);
+    if (rest == NULL && !PyErr_Occurred()) {
+        /* a string that needs escaping: let orjson write the whole record */
+        if ((record = PyDict_New()) == NULL)
             goto delegate;
-    PyObject *call[4] = {NULL, record, w->dumps_default, w->dumps_option};
-    rest = PyObject_Vectorcall(w->dumps, call + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                               dumps_kwnames);
-    if (rest == NULL || !PyBytes_CheckExact(rest))
+        for (int i = 0; i < N_ARGS; i++)
+            if (fields[RECORD_ORDER[i]] != NULL &&
+                PyDict_SetItem(record, arg_names[RECORD_ORDER[i]], fields[RECORD_ORDER[i]]) < 0)
+                goto delegate;
+        rest = dumps(w, record);
+    }
+    if (rest == NULL)
         goto delegate;  /* Python stringifies what orjson refused, and notes it */
     const char *body = PyBytes_AS_STRING(rest);
     Py_ssize_t body_len = PyBytes_GET_SIZE(rest);
@@ -597,7 +689,7 @@ done:
         PyMem_Free(line);
     Py_DECREF(kind);
     Py_XDECREF(trace);
-    Py_DECREF(record);
+    Py_XDECREF(record);
     Py_DECREF(rest);
     Py_RETURN_NONE;
 
