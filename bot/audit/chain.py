@@ -68,7 +68,7 @@ class Sealer:
         """Seal ``{"timestamp":...,<fields>`` (no closing brace); return (line, hash).
 
         ``run_tag`` is ``run_tag(run_id)``, computed once per run. The logger's
-        hot path inlines this same computation."""
+        hot path inlines this same computation, in Python and in native/_chain.c."""
         head = b'%s%s%d,"prev":"%s' % (open_payload, run_tag, seq, prev)
         digest = self.digest(head + LINE_END)
         return b'%s","hash":"%s"}\n' % (head, digest), digest

@@ -15,7 +15,10 @@ Why it looks like this:
   the chain: the ``audit_gap`` record sits where the dropped records would be.
 * The hot path (``log_event`` while the trail is healthy) is written for
   speed: no ABC ``isinstance``, a per-second cached timestamp prefix, a key-set
-  pre-check that skips the redaction walk, and sealing inlined.
+  pre-check that skips the redaction walk, and sealing inlined. When the C
+  accelerator is built (``bot/audit/native``), that same common case runs in C
+  and every other call comes back here: this module stays the reference, and
+  both write byte-identical trails (tests/audit/test_native.py).
 """
 
 from __future__ import annotations
