@@ -565,33 +565,43 @@ def trace_tab(store: TrailStore) -> None:
         st.json(records, expanded=False)
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
 def events_tab(store: TrailStore, filters: Filters) -> None:
-    view = filters.view(time.time())
-    records = _memo(
-        "events",
-        (store.version, view),
-        lambda: store.recent(
-            TABLE_LIMIT,
-            start=view.start,
-            end=view.end,
-            symbol=view.symbol,
-            event_types=view.event_types or None,
-        ),
+    """The CSV button sits outside the live fragment. Streamlit revokes a deferred
+    download at every rerun of the fragment that drew it, so inside a once-a-second
+    fragment a click on a busy machine could name a revoked file and download nothing;
+    here it stays valid until the filters change, and the file is built when clicked."""
+    st.download_button(
+        "Download CSV",
+        data=lambda: rows_to_csv(event_rows(reversed(matching_events(store, filters)))),
+        file_name="audit_events.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="events_csv",
+        help=f"The newest matching events (at most {TABLE_LIMIT}), newest first.",
     )
+    events_table(store, filters)
+
+
+def matching_events(store: TrailStore, filters: Filters) -> list[dict[str, Any]]:
+    view = filters.view(time.time())
+    return store.recent(
+        TABLE_LIMIT,
+        start=view.start,
+        end=view.end,
+        symbol=view.symbol,
+        event_types=view.event_types or None,
+    )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def events_table(store: TrailStore, filters: Filters) -> None:
+    view = filters.view(time.time())
+    records = _memo("events", (store.version, view), lambda: matching_events(store, filters))
     if not records:
         st.info(f"No events match the filters ({view.label}).")
         return
     rows = event_rows(reversed(records))  # newest first
     st.caption(f"The newest {len(rows)} matching events ({view.label}; at most {TABLE_LIMIT}).")
-    st.download_button(
-        "Download CSV",
-        data=lambda: rows_to_csv(rows),
-        file_name="audit_events.csv",
-        mime="text/csv",
-        on_click="ignore",
-        key="events_csv",
-    )
     st.dataframe(rows, hide_index=True, key="events_table")
 
 
