@@ -161,6 +161,87 @@ def test_columnar_cold_load_agrees_with_the_line_parser(
     assert columnar.integrity.ok is True
 
 
+# Lines the bulk parser must not take although pyarrow might: each is judged by the line
+# parser, so a cold load counts exactly what the live reader counts.
+BULK_EDGE_CASES = {
+    "number out of range": b'"additional_data":{"uptime":1e999}',
+    "leading zero": b'"additional_data":{"uptime":01}',
+    "lone surrogate": b'"additional_data":{"note":"\\ud800"}',
+    "raw tab in a string": b'"additional_data":{"note":"a\tb"}',
+    "trailing comma": b'"additional_data":{"uptime":1,}',
+    "NUL byte": b'"additional_data":{"note":"a\x00b"}',
+    "NaN inside a string (valid)": b'"additional_data":{"note":"NaN and Infinity"}',
+    "long but acceptable line": b'"additional_data":{"note":"' + b"x" * 600_000 + b'"}',
+    "line too long (valid JSON)": b'"additional_data":{"note":"' + b"x" * 1_100_000 + b'"}',
+    "duplicate key (valid, last wins)": b'"symbol":"BTCUSDT","symbol":"ETHUSDT"',
+    "wrong type in a nested detail": b'"order_data":{"order_type":5}',
+}
+
+
+@pytest.mark.parametrize("case", list(BULK_EDGE_CASES))
+def test_bulk_and_line_parsers_judge_edge_cases_alike(
+    tmp_path: Path,
+    make_trail: Callable[..., FakeClock],
+    stores: Callable[..., TrailStore],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    monkeypatch.setattr("dashboard.store._BULK_CHUNK", 4096)  # many pieces, one doubtful
+    make_trail(tmp_path, flows=12)
+    path = day_file(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    odd = STAMP + b'"event_type":"heartbeat","operation":"x",' + BULK_EDGE_CASES[case] + b"}\n"
+    path.write_bytes(b"".join([*lines[:middle], odd, *lines[middle:]]))
+    bulk, per_line = stores(tmp_path, tail_lines=0), stores(tmp_path, tail_lines=10**9)
+    bulk.refresh(verify_history=False)
+    per_line.refresh(verify_history=False)
+    assert bulk.totals() == per_line.totals() == truth(tmp_path)
+    assert bulk.series(T0 - 60, T0 + 600) == per_line.series(T0 - 60, T0 + 600)
+    assert bulk.order_outcomes(0, 4e9) == per_line.order_outcomes(0, 4e9)
+    assert bulk.symbols() == per_line.symbols()
+    b, p = bulk.read_stats, per_line.read_stats
+    assert (b.records, dict(b.malformed_by_reason)) == (p.records, dict(p.malformed_by_reason))
+    assert [(m.file, m.line) for m in b.recent_malformed] == [
+        (m.file, m.line) for m in p.recent_malformed
+    ]
+    if p.malformed:  # and it names the right line
+        assert [m.line for m in p.recent_malformed] == [middle + 1]
+
+
+def test_cold_load_in_many_pieces_matches_the_line_parser(
+    tmp_path: Path,
+    make_trail: Callable[..., FakeClock],
+    stores: Callable[..., TrailStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pieces read into reused buffers, gzipped history, the per-record tail spanning
+    two files, the follower resuming after each: all as if read line by line."""
+    monkeypatch.setattr("dashboard.store._BULK_CHUNK", 2048)
+    old = tmp_path / "old"
+    make_trail(old, flows=15, start=T0 - 86_400)
+    plain = day_file(old)
+    (tmp_path / (plain.name + ".gz")).write_bytes(gzip.compress(plain.read_bytes()))
+    make_trail(tmp_path, flows=25)
+    with open(day_file(tmp_path), "ab") as fh:
+        fh.write(STAMP[:20])  # a partial last line: the follower's
+    today = day_file(tmp_path).read_bytes().count(b"\n")
+    bulk = stores(tmp_path, tail_lines=today + 7)  # the tail reaches into the .gz file
+    per_line = stores(tmp_path, tail_lines=10**9)
+    bulk.refresh()
+    per_line.refresh()
+    assert bulk.totals() == per_line.totals() == truth(tmp_path)
+    assert bulk.capped_quantities(0, 4e9) == per_line.capped_quantities(0, 4e9)
+    assert bulk.recent(10**6) == per_line.recent(today + 7)  # the tail fills the table
+    assert bulk.last_event_time == per_line.last_event_time
+    assert bulk.integrity.ok is per_line.integrity.ok is True
+    assert bulk.refresh() == 0  # resumed exactly where the load stopped
+    with open(day_file(tmp_path), "ab") as fh:
+        fh.write(b"\n")  # completes the partial line: malformed, counted once
+    bulk.refresh()
+    assert dict(bulk.read_stats.malformed_by_reason) == {"invalid_json": 1}
+
+
 # ------------------------------------------------------------------ reading robustly
 
 
