@@ -91,10 +91,11 @@ thread that also had to read ahead, and a 0.1 s per-record tail at the end. Now:
 * the per-record tail (the newest ``tail_lines``) is parsed on the pool while the
   last pieces are, and only applied in trail order at the end.
 
-Result: ~1.6-1.8 s wall / ~3.0-3.5 CPU s, peak RSS ~320 MB, ~85 MB kept (the
-allocators' caches are given back at the end). Of that, pyarrow's parse of the
-needed fields is ~2.0 CPU s: 1.4 of it is tokenizing the JSON at all (an empty
-schema), so the rest of the load is within ~1 CPU s of the parser's floor.
+Result: ~1.6-1.9 s wall / ~3.0-3.5 CPU s, peak RSS ~320 MB, ~120 MB of RSS kept
+(as before; ~200 MB unless the allocators' caches are given back at the end). Of
+that, pyarrow's parse of the needed fields is ~2.0 CPU s: 1.4 of it is tokenizing
+the JSON at all (an empty schema), so the rest of the load is within ~1 CPU s of
+the parser's floor.
 Re-measured on the whole trail, one thread each: pyarrow needed fields 2.16 CPU s,
 polars.read_ndjson with the same explicit schema 2.41 (ts + type only: 1.18) —
 still no reason for polars. Stripping the 150-byte seal from every line first
@@ -444,7 +445,7 @@ _LIBC = _load_libc()
 
 def _release_memory() -> None:
     """Give back what the cold load's buffers left cached in pyarrow's pool and in the C
-    heap (~125 MB of RSS at 1M records, measured)."""
+    heap (~80 MB of RSS at 1M records, measured)."""
     pa.default_memory_pool().release_unused()
     if _LIBC is not None:
         with contextlib.suppress(AttributeError):
