@@ -210,3 +210,48 @@ def test_the_python_reference_alone_still_writes_and_verifies(
         for i in range(20):
             logger.log_event(E.HEARTBEAT, "heartbeat", additional_data={"i": i})
     assert verify_trail(tmp_path / "a", workers=2).intact
+
+
+def test_the_native_record_check_accepts_only_what_the_python_check_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.audit.events import EVENT_TYPE_VALUES
+    from bot.audit.reader import validate
+
+    assert native.lib is not None
+    plain = native.lib.is_plain_record
+    exercise(tmp_path / "a", None)
+    written = list(iter_records(tmp_path / "a"))
+    assert written and all(plain(r, 2030, EVENT_TYPE_VALUES) for r in written)
+
+    base = dict(written[0])
+    stamps = [
+        "2026-11-19T00:00:00Z",
+        "2026-11-19T00:00:00.1Z",
+        "2026-11-19T00:00:00.123456Z",
+        "2026-11-19T00:00:00.1234567Z",
+        "2026-11-19T00:00:00.Z",
+        "2026-11-19T00:00:00Z\n",
+        "2026-11-19 00:00:00Z",
+        "2026-11-19T00:00:00+00:00",
+        "١٢٣٤-11-19T00:00:00Z",  # non-ASCII digits: Python's \\d accepts them
+        "1999-12-31T23:59:59Z",
+        "2031-01-01T00:00:00Z",
+        "20261119T000000Z",
+        "",
+    ]
+    variants: list[object] = [[], "text", None]
+    variants += [base | {"timestamp": stamp} for stamp in stamps]
+    for name in ["timestamp", "event_type", "operation", "symbol", "trace_id", "run_id"]:
+        variants += [base | {name: value} for value in (None, 1, b"x", ["x"])]
+        variants.append({k: v for k, v in base.items() if k != name})
+    for name in ["order_data", "response", "error", "additional_data"]:
+        variants += [base | {name: value} for value in (None, [], "x", {"a": 1})]
+    variants.append(base | {"event_type": "not_an_event"})
+    verdicts = [plain(v, 2030, EVENT_TYPE_VALUES) for v in variants]
+    monkeypatch.setattr(native, "lib", None)
+    for value, fast in zip(variants, verdicts, strict=True):
+        reason = validate(value, 2030)
+        if fast:
+            assert reason is None, value
+    assert sum(verdicts) >= 10 and not all(verdicts)

@@ -889,11 +889,91 @@ static PyTypeObject WriterType = {
     .tp_getset = writer_getset,
 };
 
+/* ------------------------------------------------------------------ reader */
+
+static PyObject *key_timestamp, *key_event_type, *key_operation, *key_run_id;
+
+/* A SPEC §4 timestamp in ASCII: YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z; its year, or -1. */
+static int
+timestamp_year(PyObject *stamp)
+{
+    if (!PyUnicode_IS_ASCII(stamp))
+        return -1;
+    const unsigned char *c = PyUnicode_1BYTE_DATA(stamp);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(stamp);
+    static const char SHAPE[] = "dddd-dd-ddTdd:dd:dd";
+    if (n < 20 || n > 27 || n == 21 || c[n - 1] != 'Z')
+        return -1;
+    for (int i = 0; i < 19; i++)
+        if (SHAPE[i] == 'd' ? (c[i] < '0' || c[i] > '9') : c[i] != SHAPE[i])
+            return -1;
+    if (n > 20) {
+        if (c[19] != '.')
+            return -1;
+        for (Py_ssize_t i = 20; i < n - 1; i++)
+            if (c[i] < '0' || c[i] > '9')
+                return -1;
+    }
+    return (c[0] - '0') * 1000 + (c[1] - '0') * 100 + (c[2] - '0') * 10 + (c[3] - '0');
+}
+
+/* is_plain_record(value, max_year, event_types) -> bool
+ *
+ * True only when reader.validate's fast path accepts ``value`` (exact types, an ASCII
+ * timestamp, a known event type, year 2000..max_year). False means "let Python judge":
+ * it may still be valid (e.g. a timestamp with non-ASCII digits). */
+static PyObject *
+is_plain_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyLong_Check(args[1]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "is_plain_record(value, max_year, event_types)");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    if (!PyDict_CheckExact(value))
+        Py_RETURN_FALSE;
+    long max_year = PyLong_AsLong(args[1]);
+    if (max_year == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *stamp = PyDict_GetItemWithError(value, key_timestamp);
+    PyObject *kind = PyDict_GetItemWithError(value, key_event_type);
+    PyObject *operation = PyDict_GetItemWithError(value, key_operation);
+    if (PyErr_Occurred())
+        return NULL;
+    if (stamp == NULL || kind == NULL || operation == NULL || !PyUnicode_CheckExact(stamp) ||
+        !PyUnicode_CheckExact(kind) || !PyUnicode_CheckExact(operation))
+        Py_RETURN_FALSE;
+    int known = PySet_Contains(args[2], kind);
+    if (known < 0)
+        return NULL;
+    if (!known)
+        Py_RETURN_FALSE;
+    PyObject *texts[3] = {arg_names[A_SYMBOL], arg_names[A_TRACE_ID], key_run_id};
+    for (int i = 0; i < 3; i++) {
+        PyObject *item = PyDict_GetItemWithError(value, texts[i]);
+        if (item == NULL && PyErr_Occurred())
+            return NULL;
+        if (item != NULL && item != Py_None && !PyUnicode_CheckExact(item))
+            Py_RETURN_FALSE;
+    }
+    for (int k = A_ORDER_DATA; k <= A_ADDITIONAL_DATA; k++) {
+        PyObject *item = PyDict_GetItemWithError(value, arg_names[k]);
+        if (item == NULL && PyErr_Occurred())
+            return NULL;
+        if (item != NULL && item != Py_None && !PyDict_CheckExact(item))
+            Py_RETURN_FALSE;
+    }
+    int year = timestamp_year(stamp);
+    return PyBool_FromLong(year >= 2000 && year <= max_year);
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef module_methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(data, seq, prev, key, day_prefix, event_type_at, notes) -> (bad, seq, prev)"},
+    {"is_plain_record", (PyCFunction)(void (*)(void))is_plain_record, METH_FASTCALL,
+     "is_plain_record(value, max_year, event_types) -> bool (reader.validate's fast path)"},
     {NULL},
 };
 
@@ -905,7 +985,11 @@ PyInit__chain(void)
     for (int k = 0; k < N_ARGS; k++)
         if ((arg_names[k] = PyUnicode_InternFromString(ARG_NAMES[k])) == NULL)
             return NULL;
-    if ((str_value_ = PyUnicode_InternFromString("_value_")) == NULL ||
+    if ((key_timestamp = PyUnicode_InternFromString("timestamp")) == NULL ||
+        (key_event_type = PyUnicode_InternFromString("event_type")) == NULL ||
+        (key_operation = PyUnicode_InternFromString("operation")) == NULL ||
+        (key_run_id = PyUnicode_InternFromString("run_id")) == NULL ||
+        (str_value_ = PyUnicode_InternFromString("_value_")) == NULL ||
         (dumps_kwnames = PyTuple_New(2)) == NULL)
         return NULL;
     /* interned: orjson recognizes its keyword names by identity */
