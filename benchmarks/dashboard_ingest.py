@@ -1,4 +1,4 @@
-"""Benchmark of the dashboard data path (dashboard/store.py) at 1,000,000 records.
+"""Benchmark of the dashboard data path (dashboard/store.py, dashboard/history.py), 1M records.
 
     PYTHONPATH=. .venv/bin/python benchmarks/dashboard_ingest.py [--records N] [--parsers]
 
@@ -394,7 +394,7 @@ def measure_parsers(directory: Path) -> None:
 
     import pyarrow.json as pj
 
-    from dashboard import store
+    from dashboard import history
 
     timed("pyarrow.json.read_json (all fields)", lambda: pj.read_json(str(path)))
     timed(
@@ -402,13 +402,13 @@ def measure_parsers(directory: Path) -> None:
         lambda: pj.read_json(
             str(path),
             parse_options=pj.ParseOptions(
-                explicit_schema=store.BULK_SCHEMA, unexpected_field_behavior="ignore"
+                explicit_schema=history.BULK_SCHEMA, unexpected_field_behavior="ignore"
             ),
         ),
     )
     timed(
-        "store.columnar_aggregate (+ validation, aggregates)",
-        lambda: store.columnar_aggregate(data),
+        "history.columnar_aggregate (+ validation, aggregates)",
+        lambda: history.columnar_aggregate(data),
     )
 
     import pandas as pd

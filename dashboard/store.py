@@ -31,75 +31,10 @@ What lives here and why:
   until that pass has finished. ``audit_gap`` / ``audit_recovered`` are counted,
   not failures.
 
-Cold load: why pyarrow.json. Figures from ``benchmarks/dashboard_ingest.py
---parsers`` on one 112 MB day file of 229,139 generated records (2 CPUs shared
-with other jobs, load ~2; CPU seconds, as wall time swung with that load):
-
-===================================================  =====  ======
-candidate                                            CPU s  wall s
-===================================================  =====  ======
-orjson.loads per line                                1.93   1.94
-reader.parse_line per line (orjson + validation)     2.60   2.60
-pandas.read_json(lines=True)                         5.27   5.27
-pandas.read_json(lines=True, engine=pyarrow)         2.89   2.11
-pyarrow.json.read_json, all fields                   2.54   1.32
-**pyarrow.json.read_json, needed fields**            0.68   0.34
-same + validation + aggregates (columnar_aggregate)  0.89   0.61
-polars.read_ndjson, same needed fields               0.49   0.26
-DuckDB read_json, needed fields, grouped in SQL      0.41   0.31
-===================================================  =====  ======
-
-A per-line Python parser cannot load a million records in seconds here (about
-2-2.6 CPU s per 229k lines before any aggregation). pyarrow with an explicit
-schema of only the needed fields (``BULK_SCHEMA``; the rest is skipped but still
-checked to be JSON) is 3-4x cheaper, is already a dependency, and fails on a
-wrong type where polars quietly turns a number into a string — so a chunk with
-any doubtful line falls back to the exact per-line parser, which names each bad
-line. polars and DuckDB parse 25-40 % cheaper; that did not outweigh a new
-~30-60 MB dependency with laxer typing, but DuckDB is the next step if the cold
-load must get faster.
-
-Re-measured on the whole 1,000,000-record benchmark trail (490 MB, 5 files, load
-~0.5): pyarrow needed fields 2.32 s wall / 4.13 CPU s, polars 1.68 / 3.03, DuckDB
-read_json grouped in SQL 1.06 / 1.63 (1.12 / 1.79 with the fields read as JSON so
-their types can be checked). Only DuckDB fits a 2 s cold load on 2 CPUs, but its
-reader accepts what orjson rejects — NaN/nan/inf/Infinity, 1e999, trailing commas —
-takes the first of duplicate keys (orjson the last) and casts numbers to text; a
-byte prefilter for all of these costs ~0.08 s per pattern per 112 MB. A DuckDB
-cold loader made exactly as strict (fields read as JSON and type-checked in SQL,
-NaN/overflow patterns, a file-size check against the compact re-serialization to
-catch trailing commas and duplicate keys, doubtful files sent to the line parser)
-passed every store test but took 2.4-2.9 s wall / 4.0-5.0 CPU s and kept 2.5x the
-memory: not adopted. pyarrow is strict but for NaN/Inf/Infinity: a chunk containing
-``NaN`` or ``Inf`` anywhere goes line by line, so those lines are counted as
-``invalid_json`` as the live reader counts them.
-
-How the cold load uses both CPUs (1M records, 490 MB, 5 files; the shared 2-CPU
-machine varies by +-20 % between runs, figures are typical). A profile of the
-previous version (3.35 s wall / 4.9 CPU s) showed, besides pyarrow's parse: a
-0.7 CPU s ``bytes.find`` for NaN/Inf holding the GIL, whole-file reads (0.3-0.9 s of
-page faults), a 0.15 s newline count, 0.4-1.3 s of per-group dict updates on the
-thread that also had to read ahead, and a 0.1 s per-record tail at the end. Now:
-
-* the files are read with ``pread`` in ~8 MB pieces into reused buffers (_DayFile);
-  two threads each parse a whole piece (one pyarrow block: ~10 % cheaper than 1 MB
-  blocks) and aggregate it down to per-bucket dicts, so this thread only adds a few
-  hundred groups per piece; a doubtful piece is parsed line by line on those threads;
-* the byte checks release the GIL: numpy for non-ASCII bytes and the newline count,
-  libc's memchr for NUL bytes and over-long lines, and glibc's strstr for NaN/Inf
-  (0.05 CPU s for 490 MB, against 0.53 for memmem and 0.68 for ``bytes.find``);
-* the per-record tail (the newest ``tail_lines``) is parsed on the pool while the
-  last pieces are, and only applied in trail order at the end.
-
-Result: ~1.6-1.9 s wall / ~3.0-3.5 CPU s, peak RSS ~320 MB, ~120 MB of RSS kept
-(as before; ~200 MB unless the allocators' caches are given back at the end). Of
-that, pyarrow's parse of the needed fields is ~2.0 CPU s: 1.4 of it is tokenizing
-the JSON at all (an empty schema), so the rest of the load is within ~1 CPU s of
-the parser's floor.
-Re-measured on the whole trail, one thread each: pyarrow needed fields 2.16 CPU s,
-polars.read_ndjson with the same explicit schema 2.41 (ts + type only: 1.18) —
-still no reason for polars. Stripping the 150-byte seal from every line first
-would save only 17 % of the parse.
+Cold load: ``_bulk_load`` reads the history with the columnar parser of
+``dashboard.history`` (pyarrow, ~8 MB pieces on two threads, doubtful pieces line by
+line); why that parser, the candidates measured and how the load uses both CPUs are
+explained there.
 
 The live path (``_publish``): the counters are updated once per distinct (bucket,
 key) of the batch, what the bounded containers push out is freed after publishing,
@@ -116,7 +51,6 @@ import atexit
 import bisect
 import calendar
 import contextlib
-import ctypes
 import gc
 import logging
 import math
@@ -131,10 +65,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 from watchdog.events import (
     DirCreatedEvent,
     FileClosedEvent,
@@ -150,38 +80,38 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from bot.audit import chain
-from bot.audit.events import EVENT_TYPE_VALUES
 from bot.audit.reader import (
-    MAX_LINE_BYTES,
     FollowedLine,
     ReadStats,
     Record,
     TrailFollower,
     open_trail_file,
-    parse_line,
 )
 from bot.audit.verify import scan_lines
+from dashboard.history import (
+    CAPPED,
+    HEARTBEAT,
+    ORDER_OUTCOMES,
+    PIECE_BYTES,
+    RISK_REJECTION,
+    ColumnarChunk,
+    DayFile,
+    Key,
+    add_counts,
+    parse_piece,
+    parse_tail,
+    release_memory,
+)
 
 log = logging.getLogger("dashboard.store")
 
-Key = tuple[str, str, str]
-"""(event_type, symbol or "", detail or ""): the unit every aggregate counts."""
-
-ORDER_OUTCOMES = {
-    "order_placed": "placed",
-    "order_rejected": "rejected",
-    "order_filled": "filled",
-    "order_cancelled": "cancelled",
-}
-_RISK_REJECTION = "risk_rejection"
-_DETAILED = frozenset((_RISK_REJECTION, *ORDER_OUTCOMES))  # kinds whose key has a detail
-_CAPPED = "position_size_capped"
-_HEARTBEAT = "heartbeat"
+_DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))  # kinds whose key has a detail
 _GAP = "audit_gap"
 _RECOVERED = "audit_recovered"
 _DAY = 86_400
 _HISTORY_SLICE = 20_000  # lines the ingest thread verifies between two polls
 _HANDOFF_SECONDS = 0.0002  # the ingest thread's pause after publishing, when a reader waits
+_IN_FLIGHT = 4  # cold-load pieces read ahead of the one being merged
 
 
 @dataclass
@@ -220,7 +150,7 @@ def epoch_seconds(stamp: str) -> float:
 
 def record_detail(event_type: str, record: Record) -> str:
     """The reason of a risk rejection, the order type of an order event, else ""."""
-    if event_type == _RISK_REJECTION:
+    if event_type == RISK_REJECTION:
         error = record.get("error")
         reason = error.get("reason") if error else None
         return reason if isinstance(reason, str) else "unknown"
@@ -390,455 +320,6 @@ def _history_lines(plan: list[tuple[Path, int]]) -> Iterator[tuple[str, int, byt
                 for line in lines:
                     number += 1
                     yield path.name, number, line
-
-
-# ------------------------------------------------------------------ cold load, columnar
-
-_DETAIL_FIELDS = [("order_type", pa.string()), ("type", pa.string()), ("orderType", pa.string())]
-BULK_SCHEMA = pa.schema(
-    [
-        ("timestamp", pa.string()),
-        ("event_type", pa.string()),
-        ("operation", pa.string()),
-        ("symbol", pa.string()),
-        ("trace_id", pa.string()),
-        ("run_id", pa.string()),
-        ("order_data", pa.struct(_DETAIL_FIELDS)),
-        ("response", pa.struct(_DETAIL_FIELDS)),
-        ("error", pa.struct([("reason", pa.string())])),
-        (
-            "additional_data",
-            pa.struct([("requested_quantity", pa.float64()), ("capped_quantity", pa.float64())]),
-        ),
-    ]
-)
-"""The fields the aggregates need; pyarrow still checks that every line is valid JSON."""
-
-_BULK_PARSE = pa_json.ParseOptions(explicit_schema=BULK_SCHEMA, unexpected_field_behavior="ignore")
-_BULK_CHUNK = 8 << 20  # bytes read, parsed and merged as one piece
-# One block per piece (~10 % cheaper to parse than 1 MB blocks, measured); the cold-load
-# threads parse pieces in parallel. Lines over MAX_LINE_BYTES are caught by _doubtful.
-_BULK_READ = pa_json.ReadOptions(block_size=2 * _BULK_CHUNK, use_threads=False)
-_LINE_WINDOW = MAX_LINE_BYTES // 2
-_IN_FLIGHT = 4  # pieces read ahead of the one being merged
-_TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
-_US = 1_000_000
-
-
-def _load_libc() -> tuple[Any, Any] | None:
-    """libc's (memchr, strstr), called through ctypes (which releases the GIL), or None."""
-    if os.name != "posix":
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-        memchr, strstr = libc.memchr, libc.strstr
-    except (OSError, AttributeError):
-        return None
-    memchr.restype = strstr.restype = ctypes.c_void_p
-    memchr.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-    strstr.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    return memchr, strstr
-
-
-_LIBC = _load_libc()
-
-
-def _release_memory() -> None:
-    """Give back what the cold load's buffers left cached in pyarrow's pool and in the C
-    heap (~80 MB of RSS at 1M records, measured)."""
-    pa.default_memory_pool().release_unused()
-    if _LIBC is not None:
-        with contextlib.suppress(AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)  # glibc only
-
-
-# pyarrow (RapidJSON) takes NaN, Inf and Infinity (signed or not) as numbers; orjson and
-# SPEC §4 do not. A NUL byte is never valid in a line either.
-_NOT_JSON = (b"NaN", b"Inf")
-
-
-def _doubtful(data: bytes | bytearray, start: int, end: int, view: np.ndarray[Any, Any]) -> bool:
-    """Whether ``data[start:end]`` (``view``) holds a NUL byte, ``NaN`` or ``Inf`` anywhere,
-    even inside a string, or may hold a line over MAX_LINE_BYTES: such a chunk is then
-    read line by line, which judges each line. (A line that long holds a whole aligned
-    window of MAX_LINE_BYTES / 2 bytes without a newline.)
-
-    With glibc, strstr is ~10x faster than memmem or ``bytes.find`` here (measured on
-    490 MB: 0.05 vs 0.53 vs 0.68 CPU s for both words) and lets other threads run. It
-    stops at the first NUL: after checking that the range holds none, it runs to the NUL
-    that ends every ``bytes`` object (or that _DayFile writes after what it read), so
-    ``data`` should not extend far past ``end`` (a word found there is ignored)."""
-    windows = range(start, end - _LINE_WINDOW + 1, _LINE_WINDOW)
-    if _LIBC is None:
-        return any(data.find(word, start, end) >= 0 for word in (b"\0", *_NOT_JSON)) or any(
-            data.find(b"\n", at, at + _LINE_WINDOW) < 0 for at in windows
-        )
-    memchr, strstr = _LIBC
-    address = view.ctypes.data
-    if memchr(address, 0, end - start) is not None:
-        return True
-    if any(memchr(address + at - start, 10, _LINE_WINDOW) is None for at in windows):
-        return True
-    for word in _NOT_JSON:
-        found = strstr(address, word)
-        if found is not None and found < address + end - start:
-            return True
-    return False
-
-
-@dataclass
-class ColumnarChunk:
-    """Aggregates of one chunk of complete lines, computed by pyarrow without Python loops
-    over the records: per bucket number, the counts the store keeps."""
-
-    rows: int
-    counts: list[tuple[int, dict[Key, int]]]  # (event_type, symbol, detail) -> n
-    kinds: list[tuple[int, dict[str, int]]]  # event_type -> n
-    reasons: list[tuple[int, dict[str, int]]]  # risk_rejection reason -> n
-    totals: dict[str, int]  # event_type -> n
-    capped: list[tuple[float, str, float, float]]
-    last_ts: float | None
-    last_heartbeat: float | None
-    symbols: set[str]
-
-
-def columnar_aggregate(
-    chunk: bytes,
-    bucket_seconds: int = 60,
-    max_year: int | None = None,
-    keys: dict[Key, Key] | None = None,
-) -> ColumnarChunk | None:
-    """Aggregates of ``chunk`` (complete ``\\n``-terminated lines), or None when any line
-    might be malformed — the caller then reads that chunk line by line, which names
-    the reason of each bad line exactly. ``keys`` interns the (event_type, symbol,
-    detail) tuples."""
-    return _columnar(chunk, 0, len(chunk), bucket_seconds, max_year, keys)
-
-
-def _columnar(
-    data: bytes | bytearray,
-    start: int,
-    end: int,
-    bucket_seconds: int,
-    max_year: int | None,
-    keys: dict[Key, Key] | None = None,
-) -> ColumnarChunk | None:
-    """columnar_aggregate of the complete lines ``data[start:end]``, without copying them.
-
-    Runs on the cold-load threads: every step over the bytes or the records is numpy,
-    libc or pyarrow code that releases the GIL; Python only sees the grouped counts."""
-    if end <= start:
-        return ColumnarChunk(0, [], [], [], {}, [], None, None, set())
-    view = np.frombuffer(data, np.uint8, end - start, start)
-    if view.max() >= 0x80:  # not pure ASCII: must be UTF-8 (pyarrow does not check)
-        try:
-            data[start:end].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    lines = int(np.count_nonzero(view == 10))
-    if _doubtful(data, start, end, view):
-        return None  # e.g. NaN: line by line, which counts such lines as invalid_json
-    try:
-        table = pa_json.read_json(
-            pa.BufferReader(pa.py_buffer(data).slice(start, end - start)),
-            read_options=_BULK_READ,
-            parse_options=_BULK_PARSE,
-        )
-    except pa.ArrowException:
-        return None
-    rows = table.num_rows
-    if rows != lines:  # pyarrow skips blank lines silently
-        return None
-    stamp, kind = table.column("timestamp"), table.column("event_type")
-    if stamp.null_count or kind.null_count or table.column("operation").null_count:
-        return None
-    kinds = pc.dictionary_encode(kind.combine_chunks())
-    kind_names: list[str] = kinds.dictionary.to_pylist()
-    if not EVENT_TYPE_VALUES.issuperset(kind_names):
-        return None  # an unknown event type: the per-line path names it
-    limit = max_year if max_year is not None else time.gmtime().tm_year + 1
-    try:
-        if not pc.all(pc.match_substring_regex(stamp, _TS_PATTERN)).as_py():
-            return None
-        micros = pc.utf8_slice_codeunits(stamp, 0, -1).cast(pa.timestamp("us")).cast(pa.int64())
-    except pa.ArrowException:
-        return None  # e.g. month 13: let the per-line path name it
-    oldest, newest = (value.as_py() for value in pc.min_max(micros).values())
-    if oldest < _YEAR_2000_US or newest >= calendar.timegm((limit + 1, 1, 1, 0, 0, 0)) * _US:
-        return None  # a year before 2000 or after ``limit``: the per-line path names it
-
-    def kind_mask(*names: str) -> pa.Array:
-        wanted = [kind_names.index(name) for name in names if name in kind_names]
-        return pc.is_in(kinds.indices, value_set=pa.array(wanted, kinds.indices.type))
-
-    rejected = kind_mask(_RISK_REJECTION)
-    order_data, response = table.column("order_data"), table.column("response")
-    order_type = pc.coalesce(
-        *(pc.struct_field(order_data, name) for name, _ in _DETAIL_FIELDS),
-        *(pc.struct_field(response, name) for name, _ in _DETAIL_FIELDS),
-        pa.scalar("unknown"),
-    )
-    reason = pc.coalesce(pc.struct_field(table.column("error"), "reason"), pa.scalar("unknown"))
-    detail = pc.if_else(
-        rejected, reason, pc.if_else(kind_mask(*ORDER_OUTCOMES), order_type, pa.scalar(""))
-    )
-    symbol = pc.fill_null(table.column("symbol"), "")
-    symbols = pc.dictionary_encode(symbol.combine_chunks())
-    details = pc.dictionary_encode(detail.combine_chunks())
-    n_symbols, n_details = len(symbols.dictionary), len(details.dictionary)
-    # One integer code per (event_type, symbol, detail): grouping on (bucket, code) and
-    # bringing back only integers is several times cheaper than strings (measured).
-    code = pc.add(
-        pc.multiply(kinds.indices.cast(pa.int64()), n_symbols * n_details),
-        pc.add(pc.multiply(symbols.indices.cast(pa.int64()), n_details), details.indices),
-    )
-    bucket = pc.divide(micros, pa.scalar(bucket_seconds * _US, pa.int64()))  # >= 0
-    grouped = (
-        pa.table({"b": bucket, "k": code})
-        .group_by(["b", "k"], use_threads=False)
-        .aggregate([("b", "count")])
-        .sort_by("b")
-    )
-    symbol_names: list[str] = symbols.dictionary.to_pylist()
-    detail_names: list[str] = details.dictionary.to_pylist()
-    intern = keys if keys is not None else {}
-    names: dict[int, Key] = {}
-    for number in pc.unique(grouped["k"]).to_pylist():
-        k, rest = divmod(number, n_symbols * n_details)
-        key = (kind_names[k], symbol_names[rest // n_details], detail_names[rest % n_details])
-        names[number] = intern.setdefault(key, key)
-    group_keys = [names[number] for number in grouped["k"].to_pylist()]
-    group_counts = grouped["b_count"].to_pylist()
-    counts = [
-        (number, dict(zip(group_keys[lo:hi], group_counts[lo:hi], strict=True)))
-        for number, lo, hi in _segments(grouped["b"].to_numpy())
-    ]
-    # the rollups per bucket and event type / rejection reason, from the ~1% as many groups
-    group_kind = pc.divide(grouped["k"], n_symbols * n_details)
-    by_kind = _per_bucket(grouped["b"], group_kind, grouped["b_count"], kind_names)
-    reasons: list[tuple[int, dict[str, int]]] = []
-    if _RISK_REJECTION in kind_names:
-        mask = pc.equal(group_kind, kind_names.index(_RISK_REJECTION))
-        reasons = _per_bucket(
-            pc.filter(grouped["b"], mask),
-            pc.filter(pc.remainder(grouped["k"], n_details), mask),
-            pc.filter(grouped["b_count"], mask),
-            detail_names,
-        )
-    totals: dict[str, int] = {}
-    for _, by in by_kind:
-        for name, n in by.items():
-            totals[name] = totals.get(name, 0) + n
-    capped: list[tuple[float, str, float, float]] = []
-    if _CAPPED in kind_names:
-        mask = kind_mask(_CAPPED)
-        extra = pc.filter(table.column("additional_data"), mask)
-        capped = [
-            (us / 1e6, sym, req or 0.0, cap or 0.0)
-            for us, sym, req, cap in zip(
-                pc.filter(micros, mask).to_pylist(),
-                pc.filter(symbol, mask).to_pylist(),
-                pc.struct_field(extra, "requested_quantity").to_pylist(),
-                pc.struct_field(extra, "capped_quantity").to_pylist(),
-                strict=True,
-            )
-        ]
-    last_beat = None
-    if _HEARTBEAT in kind_names:
-        last_beat = pc.max(pc.filter(micros, kind_mask(_HEARTBEAT))).as_py()
-    return ColumnarChunk(
-        rows=rows,
-        counts=counts,
-        kinds=by_kind,
-        reasons=reasons,
-        totals=totals,
-        capped=capped,
-        last_ts=newest / 1e6,
-        last_heartbeat=last_beat / 1e6 if last_beat is not None else None,
-        symbols={s for s in symbol_names if s},
-    )
-
-
-def _parse_each(lines: list[bytes], max_year: int) -> list[Record | str]:
-    """Each line parsed and validated (reader.parse_line), or why it is malformed."""
-    out: list[Record | str] = []
-    for line in lines:
-        if not line:
-            out.append("empty_line")
-        elif len(line) > MAX_LINE_BYTES:
-            out.append("line_too_long")
-        else:
-            out.append(parse_line(line, max_year))
-    return out
-
-
-def _parse_tail(lines: list[bytes], max_year: int) -> tuple[list[bytes], list[Record | str]]:
-    return lines, _parse_each(lines, max_year)
-
-
-def _piece(
-    data: bytes | bytearray,
-    start: int,
-    end: int,
-    bucket_seconds: int,
-    max_year: int,
-    keys: dict[Key, Key],
-) -> ColumnarChunk | tuple[list[bytes], list[Record | str]]:
-    """A cold-load piece: its columnar aggregates or, when a line is doubtful, its lines
-    parsed one by one (which names each bad line), both on the cold-load threads."""
-    columns = _columnar(data, start, end, bucket_seconds, max_year, keys)
-    if columns is not None:
-        return columns
-    lines = bytes(data[start:end]).split(b"\n")[:-1]
-    return lines, _parse_each(lines, max_year)
-
-
-def _per_bucket(
-    numbers: pa.Array | pa.ChunkedArray,
-    labels: pa.Array | pa.ChunkedArray,
-    counts: pa.Array | pa.ChunkedArray,
-    names: Any,
-) -> list[tuple[int, dict[Any, int]]]:
-    """[(bucket number, {names[label]: summed count})] in bucket order."""
-    summed = (
-        pa.table({"b": numbers, "l": labels, "n": counts})
-        .group_by(["b", "l"], use_threads=False)
-        .aggregate([("n", "sum")])
-        .sort_by("b")
-    )
-    named = [names[label] for label in summed["l"].to_pylist()]
-    sums = summed["n_sum"].to_pylist()
-    return [
-        (number, dict(zip(named[lo:hi], sums[lo:hi], strict=True)))
-        for number, lo, hi in _segments(summed["b"].to_numpy())
-    ]
-
-
-_YEAR_2000_US = calendar.timegm((2000, 1, 1, 0, 0, 0)) * _US
-
-
-def _line_chunks(data: bytes, start: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) ranges of ``data[start:stop]`` of about ``size`` bytes, each ending just
-    after a newline (``data[:stop]`` ends with one)."""
-    while start < stop:
-        end = data.find(b"\n", min(start + size, stop) - 1, stop)
-        end = stop if end < 0 else end + 1
-        yield start, end
-        start = end
-
-
-def _tail_start(data: bytes, lines: int) -> int:
-    """Offset where the last ``lines`` complete lines of ``data`` begin (data ends with \\n)."""
-    pos = len(data) - 1
-    for _ in range(lines):
-        pos = data.rfind(b"\n", 0, pos)
-        if pos < 0:
-            return 0
-    return pos + 1
-
-
-class _DayFile:
-    """The complete lines of one day file for the cold load, read piece by piece.
-
-    A plain file is read with ``pread`` in pieces of about ``_BULK_CHUNK`` bytes, so only
-    the pieces in flight are in memory (reading a whole file into one buffer cost 3-8x
-    more, in page faults); a ``.jsonl.gz`` one is decompressed whole. ``end`` is the
-    offset just after the last line handed out: where the follower resumes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.end = 0
-        self._fd: int | None = None
-        self._data = b""
-        if path.name.endswith(".gz"):
-            with open_trail_file(path) as fh:
-                data: bytes = fh.read()
-            self._data = data[: data.rfind(b"\n") + 1]
-        else:
-            self._fd = os.open(path, os.O_RDONLY)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def tail_start(self, lines: int) -> tuple[int, int]:
-        """(offset where the last ``lines`` complete lines begin, how many lines follow it)."""
-        if self._fd is None:
-            start = _tail_start(self._data, lines)
-            return start, self._data.count(b"\n", start)
-        pos = os.fstat(self._fd).st_size
-        data = b""
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(pos, _BULK_CHUNK)
-            pos -= step
-            data = os.pread(self._fd, step, pos) + data
-        data = data[: data.rfind(b"\n") + 1]
-        start = _tail_start(data, lines)  # 0 only when pos is 0: the whole file is tail
-        return pos + start, data.count(b"\n", start)
-
-    def pieces(
-        self, stop: int | None, free: list[bytearray]
-    ) -> Iterator[tuple[bytes | bytearray, int, int]]:
-        """(data, start, end): ranges of complete lines from ``end`` up to ``stop`` (just
-        after a newline) or, without it, to the last complete line of the file.
-
-        A plain file is read into buffers taken from ``free``, where the caller puts
-        them back once done with a piece (fresh 8 MB buffers cost page faults: ~0.2 s of
-        system time per 500 MB, measured)."""
-        if self._fd is None:
-            limit = len(self._data) if stop is None else min(stop, len(self._data))
-            for start, end in _line_chunks(self._data, self.end, limit, _BULK_CHUNK):
-                self.end = end
-                yield self._data[start:end], 0, end - start  # a copy: see _doubtful
-            return
-        size = _BULK_CHUNK
-        while stop is None or self.end < stop:
-            want = size if stop is None else min(size, stop - self.end)
-            buffer = free.pop() if free else bytearray(_BULK_CHUNK + 1)
-            if len(buffer) <= want:
-                buffer = bytearray(want + 1)
-            read = os.preadv(self._fd, [memoryview(buffer)[:want]], self.end)
-            buffer[read] = 0  # where _doubtful's strstr stops
-            cut = buffer.rfind(b"\n", 0, read) + 1
-            if not cut:
-                free.append(buffer)
-                if read < want:
-                    return  # only a partial last line is left: it is the follower's
-                size *= 2  # a line longer than a piece
-                continue
-            size = _BULK_CHUNK
-            self.end += cut
-            yield buffer, 0, cut
-
-    def rest(self) -> bytes:
-        """The complete lines from ``end`` to the end of the file (the per-record tail)."""
-        if self._fd is None:
-            data = self._data[self.end :]
-        else:
-            size = os.fstat(self._fd).st_size
-            data = os.pread(self._fd, max(0, size - self.end), self.end)
-            data = data[: data.rfind(b"\n") + 1]
-        self.end += len(data)
-        return data
-
-
-def _segments(numbers: np.ndarray[Any, Any]) -> list[tuple[int, int, int]]:
-    """(value, lo, hi): the runs of equal values of a sorted array."""
-    if not len(numbers):
-        return []
-    bounds = [0, *(np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist(), len(numbers)]
-    values = numbers[bounds[:-1]].tolist()
-    return list(zip(values, bounds[:-1], bounds[1:], strict=True))
-
-
-def _add_counts(target: dict[int, dict[Any, int]], number: int, counts: dict[Any, int]) -> None:
-    into = target.get(number)
-    if into is None:
-        target[number] = counts
-        return
-    for name, n in counts.items():
-        into[name] = into.get(name, 0) + n
 
 
 # ------------------------------------------------------------------ watching
@@ -1073,14 +554,14 @@ class TrailStore:
         release the GIL) that also reduce each piece to per-bucket counts, while this
         one reads ahead and adds the finished pieces in trail order."""
         paths = chain.trail_files(self.audit_dir)
-        files: dict[Path, _DayFile] = {}
+        files: dict[Path, DayFile] = {}
         tails: dict[Path, int] = {}
         remaining = self._tail_lines
         for path in reversed(paths):
             if remaining <= 0:
                 break
             with contextlib.suppress(FileNotFoundError):
-                day = files[path] = _DayFile(path)
+                day = files[path] = DayFile(path)
                 tails[path], found = day.tail_start(remaining)
                 remaining -= found
         plan: list[tuple[Path, int]] = []
@@ -1090,7 +571,7 @@ class TrailStore:
         lines_of: dict[Path, int] = {}
         Parsed = ColumnarChunk | tuple[list[bytes], list[Record | str]]
         # (file, read buffer to reuse, job, whether it is the file's last step)
-        steps: deque[tuple[_DayFile, bytearray | None, Future[Parsed], bool]] = deque()
+        steps: deque[tuple[DayFile, bytearray | None, Future[Parsed], bool]] = deque()
         free: list[bytearray] = []  # read buffers to reuse
 
         def finish() -> int:
@@ -1110,7 +591,7 @@ class TrailStore:
                 with self._lock:
                     self._evicted.clear()
                     self._trim_exact()
-            if buffer is not None and len(buffer) == _BULK_CHUNK + 1:
+            if buffer is not None and len(buffer) == PIECE_BYTES + 1:
                 free.append(buffer)
             if last:
                 day.close()
@@ -1119,20 +600,20 @@ class TrailStore:
                     plan.append((path, day.end))
             return taken
 
-        opened: list[_DayFile] = list(files.values())
+        opened: list[DayFile] = list(files.values())
         try:
             with ThreadPoolExecutor(2, thread_name_prefix="trail-cold-load") as pool:
                 for path in paths:
                     day_file = files.pop(path, None)
                     if day_file is None:
                         try:
-                            day_file = _DayFile(path)
+                            day_file = DayFile(path)
                         except FileNotFoundError:
                             continue
                         opened.append(day_file)
                     for data, start, end in day_file.pieces(tails.get(path), free):
                         job = pool.submit(
-                            _piece, data, start, end, self.bucket_seconds, max_year, keys
+                            parse_piece, data, start, end, self.bucket_seconds, max_year, keys
                         )
                         buffer = data if isinstance(data, bytearray) else None
                         steps.append((day_file, buffer, job, False))
@@ -1140,7 +621,7 @@ class TrailStore:
                             count += finish()
                     # the per-record tail: parsed on the pool, alongside the last pieces
                     tail = day_file.rest().split(b"\n")[:-1] if path in tails else []
-                    job = pool.submit(_parse_tail, tail, max_year)
+                    job = pool.submit(parse_tail, tail, max_year)
                     steps.append((day_file, None, job, True))
                 while steps:
                     count += finish()
@@ -1148,7 +629,7 @@ class TrailStore:
             for day_file in opened:
                 day_file.close()
         free.clear()
-        _release_memory()
+        release_memory()
         with self._check_lock:
             self._checker.set_history(plan)
         self._bump()
@@ -1157,7 +638,7 @@ class TrailStore:
     def _followed(
         self, name: str, first: int, lines: list[bytes], parsed: list[Record | str]
     ) -> list[FollowedLine]:
-        """``lines`` of file ``name`` after line ``first``, as parsed by _parse_each; the
+        """``lines`` of file ``name`` after line ``first``, as parsed by parse_lines; the
         malformed ones are counted here, in trail order."""
         out: list[FollowedLine] = []
         stats = self._stats
@@ -1173,11 +654,11 @@ class TrailStore:
         """Add the aggregates of a columnar piece (buckets hold a few hundred groups)."""
         with self._lock:
             for number, by_key in columns.counts:
-                _add_counts(self._buckets, number, by_key)
+                add_counts(self._buckets, number, by_key)
             for number, by_kind in columns.kinds:
-                _add_counts(self._bucket_types, number, by_kind)
+                add_counts(self._bucket_types, number, by_kind)
             for number, by_reason in columns.reasons:
-                _add_counts(self._bucket_reasons, number, by_reason)
+                add_counts(self._bucket_reasons, number, by_reason)
             self._totals.update(columns.totals)
             self._capped.extend(columns.capped)
             self._symbols.update(columns.symbols)
@@ -1244,10 +725,10 @@ class TrailStore:
                 add_ts(ts)
                 add_key(key)
                 add_recent((ts, record))
-                if kind == _HEARTBEAT:
+                if kind == HEARTBEAT:
                     if last_beat is None or ts > last_beat:
                         last_beat = ts
-                elif kind == _CAPPED:
+                elif kind == CAPPED:
                     data = record.get("additional_data") or {}
                     add_capped(
                         (
@@ -1293,7 +774,7 @@ class TrailStore:
         kinds = self._bucket_types[number]
         kinds[kind] = kinds.get(kind, 0) + n
         self._totals[kind] += n
-        if kind == _RISK_REJECTION:
+        if kind == RISK_REJECTION:
             reasons = self._bucket_reasons.setdefault(number, {})
             reasons[key[2]] = reasons.get(key[2], 0) + n
 
@@ -1362,7 +843,7 @@ class TrailStore:
         out: Counter[str] = Counter()
         with self._lock:
             for key, n in self._window(start, end, symbol).items():
-                if key[0] == _RISK_REJECTION:
+                if key[0] == RISK_REJECTION:
                     out[key[2]] += n
         return out
 
@@ -1599,7 +1080,7 @@ class TrailStore:
                 if key[1] != symbol:
                     continue
                 kinds[key[0]] = kinds.get(key[0], 0) + n
-                if key[0] == _RISK_REJECTION:
+                if key[0] == RISK_REJECTION:
                     why[key[2]] = why.get(key[2], 0) + n
         result = (starts, types, reasons)
         self._remember(memo_key, result)

@@ -161,6 +161,13 @@ def test_columnar_cold_load_agrees_with_the_line_parser(
     assert columnar.integrity.ok is True
 
 
+def small_pieces(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Cold-load pieces of ``size`` bytes: where they are read (dashboard.history) and
+    where their buffers are taken back for reuse (the store)."""
+    monkeypatch.setattr("dashboard.history.PIECE_BYTES", size)
+    monkeypatch.setattr("dashboard.store.PIECE_BYTES", size)
+
+
 # Lines the bulk parser must not take although pyarrow might: each is judged by the line
 # parser, so a cold load counts exactly what the live reader counts.
 BULK_EDGE_CASES = {
@@ -186,7 +193,7 @@ def test_bulk_and_line_parsers_judge_edge_cases_alike(
     monkeypatch: pytest.MonkeyPatch,
     case: str,
 ) -> None:
-    monkeypatch.setattr("dashboard.store._BULK_CHUNK", 4096)  # many pieces, one doubtful
+    small_pieces(monkeypatch, 4096)  # many pieces, one doubtful
     make_trail(tmp_path, flows=12)
     path = day_file(tmp_path)
     lines = path.read_bytes().splitlines(keepends=True)
@@ -217,7 +224,7 @@ def test_cold_load_in_many_pieces_matches_the_line_parser(
 ) -> None:
     """Pieces read into reused buffers, gzipped history, the per-record tail spanning
     two files, the follower resuming after each: all as if read line by line."""
-    monkeypatch.setattr("dashboard.store._BULK_CHUNK", 2048)
+    small_pieces(monkeypatch, 2048)
     old = tmp_path / "old"
     make_trail(old, flows=15, start=T0 - 86_400)
     plain = day_file(old)
