@@ -485,6 +485,10 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *a[N_ARGS] = {NULL};
     PyObject *kind = NULL, *trace = NULL, *record = NULL, *rest = NULL;
+    if (w->lock == NULL || w->fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "audit Writer used before __init__");
+        return NULL;
+    }
     if (nargs > N_ARGS)
         goto delegate;
     for (Py_ssize_t i = 0; i < nargs; i++)
@@ -705,6 +709,10 @@ delegate:
 static PyObject *
 writer_enter(Writer *w, PyObject *unused)
 {
+    if (w->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "audit Writer used before __init__");
+        return NULL;
+    }
     lock_acquire(w);
     Py_RETURN_NONE;
 }
