@@ -463,6 +463,13 @@ def _tail_start(data: bytes, lines: int) -> int:
     return pos + 1
 
 
+def give_back(free: list[bytearray], buffer: bytearray | None) -> None:
+    """Return a read buffer of ``DayFile.pieces`` to the pool ``free`` once its piece is
+    done; a buffer grown for an over-long line is dropped rather than kept."""
+    if buffer is not None and len(buffer) == PIECE_BYTES + 1:
+        free.append(buffer)
+
+
 class DayFile:
     """The complete lines of one day file for the cold load, read piece by piece.
 

@@ -92,12 +92,12 @@ from dashboard.history import (
     CAPPED,
     HEARTBEAT,
     ORDER_OUTCOMES,
-    PIECE_BYTES,
     RISK_REJECTION,
     ColumnarChunk,
     DayFile,
     Key,
     add_counts,
+    give_back,
     parse_piece,
     parse_tail,
     release_memory,
@@ -591,8 +591,7 @@ class TrailStore:
                 with self._lock:
                     self._evicted.clear()
                     self._trim_exact()
-            if buffer is not None and len(buffer) == PIECE_BYTES + 1:
-                free.append(buffer)
+            give_back(free, buffer)
             if last:
                 day.close()
                 with contextlib.suppress(FileNotFoundError):

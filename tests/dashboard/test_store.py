@@ -162,10 +162,9 @@ def test_columnar_cold_load_agrees_with_the_line_parser(
 
 
 def small_pieces(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    """Cold-load pieces of ``size`` bytes: where they are read (dashboard.history) and
-    where their buffers are taken back for reuse (the store)."""
+    """Cold-load pieces of ``size`` bytes (read, and their buffers reused, in
+    dashboard.history)."""
     monkeypatch.setattr("dashboard.history.PIECE_BYTES", size)
-    monkeypatch.setattr("dashboard.store.PIECE_BYTES", size)
 
 
 # Lines the bulk parser must not take although pyarrow might: each is judged by the line
