@@ -104,6 +104,24 @@ key_arg(PyObject *key, Sealer *s)
 
 /* ------------------------------------------------------------------ verify */
 
+/* Decimal digits of seq, as Python's %d. */
+static int
+format_seq(char *out, long long seq)
+{
+    char digits[24];
+    int n = 0, sign = seq < 0;
+    unsigned long long v = sign ? 0ULL - (unsigned long long)seq : (unsigned long long)seq;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    if (sign)
+        *out++ = '-';
+    for (int i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    return sign + n;
+}
+
 static const char *NOTE_TYPES[] = {"audit_gap", "audit_recovered"};  /* as verify.py */
 
 /* scan(data, seq, prev, key, day_prefix, event_type_at, notes) -> (bad, seq, prev)
@@ -140,7 +158,8 @@ scan(PyObject *self, PyObject *args)
         if (nl == NULL)
             break;
         Py_ssize_t len = nl - p, end = len - TAIL_LEN;
-        int tag_len = snprintf(tag, 32, ",\"seq\":%lld", seq);
+        memcpy(tag, ",\"seq\":", 7);
+        int tag_len = 7 + format_seq(tag + 7, seq);
         memcpy(tag + tag_len, PREV_KEY, PREV_KEY_LEN);
         memcpy(tag + tag_len + PREV_KEY_LEN, prev, HASH_LEN);
         tag_len += PREV_KEY_LEN + HASH_LEN;
@@ -345,21 +364,6 @@ keys_known(PyObject *safe_keys, PyObject *d)
             return found;
     }
     return 1;
-}
-
-/* Decimal digits of a non-negative seq, as Python's %d. */
-static int
-format_seq(char *out, long long seq)
-{
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + seq % 10);
-        seq /= 10;
-    } while (seq > 0);
-    for (int i = 0; i < n; i++)
-        out[i] = digits[n - 1 - i];
-    return n;
 }
 
 static void
