@@ -1054,8 +1054,13 @@ def _sanitize(value: Any, stringified: list[str], depth: int) -> Any:
     if depth > 32:
         stringified.append("nesting_too_deep")
         return "<nesting too deep>"
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
         return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:  # what orjson writes as a number
+            return value
+        stringified.append("int beyond 64 bits")
+        return str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):

@@ -164,7 +164,7 @@ def test_awkward_values_serialize_and_never_raise(audit_dir, open_logger, clock,
         },
     )
     with caplog.at_level(logging.WARNING, logger="bot.audit"):
-        logger.log_event(E.API_ERROR, "x", error={"obj": Opaque(), "loop": circular})
+        logger.log_event(E.API_ERROR, "x", error={"obj": Opaque(), "loop": circular, "big": 2**64})
     logger.log_event(E.API_ERROR, "x", error=["not", "an", "object"])  # type: ignore[arg-type]
     logger.log_event(42, None)  # type: ignore[arg-type]
     logger.flush()
@@ -178,6 +178,8 @@ def test_awkward_values_serialize_and_never_raise(audit_dir, open_logger, clock,
     assert data["nan"] is None and data["inf"] is None and data["np_inf"] is None
     assert data["nan_dec"] is None
     assert second["error"]["obj"] == "<Opaque>"
+    assert second["error"]["big"] == str(2**64)  # beyond JSON's 64-bit numbers: exact digits
+    assert "int beyond 64 bits" in second["audit_note"]["stringified_types"]
     assert "Opaque" in second["audit_note"]["stringified_types"]
     assert "nesting_too_deep" in second["audit_note"]["stringified_types"]
     assert "unserializable" in caplog.text
