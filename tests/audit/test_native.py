@@ -4,13 +4,16 @@ tampered trails, and concurrent writers keep one intact chain."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import struct
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bot.audit import AuditEventType, AuditLogger, chain, native, trace
@@ -111,6 +114,50 @@ def test_native_and_python_writers_write_identical_bytes(
     assert verify_trail(tmp_path / "native", hmac_key=key, workers=1).intact
     text = b"".join(fast.values())
     assert b"s3cr3t-value" not in text and b'"api_key":"k"' not in text
+
+
+def awkward_numbers(rng: random.Random) -> list[object]:
+    """Values the C writer formats itself or hands to orjson, with the edges of its range."""
+    tiny = 5e-324
+    edges: list[object] = [0.0, -0.0, 1e-4, -1e-4, 1e-5, 1e15, -1e15, 1e15 - 1, 1e15 - 0.5]
+    edges += [tiny, 1.7976931348623157e308, 0.1 + 0.2, 2.0**53, 2.0**53 + 2, 9.999999999999999e14]
+    edges += [math.nextafter(1e-4, 0), math.nextafter(1e15, 0), math.nextafter(1.0, 2)]
+    edges += [0, -1, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, True, False, None, "text"]
+    values = list(edges)
+    for _ in range(20_000):
+        magnitude = 10 ** rng.uniform(-6, 17)
+        sign = rng.choice((1, -1))
+        values.append(sign * magnitude)  # up to 17 significant digits
+        values.append(round(sign * magnitude, rng.randrange(0, 12)))  # prices, quantities
+        values.append(struct.unpack("<d", rng.randbytes(8))[0])  # any bit pattern
+        values.append(rng.randrange(-(2**70), 2**70) >> rng.randrange(0, 70))
+    return [v for v in values if not (isinstance(v, float) and not math.isfinite(v))]
+
+
+def exact_json(value: object) -> object:
+    big = isinstance(value, int) and not -(2**63) <= value < 2**64
+    return str(value) if big else value
+
+
+def test_native_numbers_are_written_as_orjson_writes_them(tmp_path: Path) -> None:
+    values = awkward_numbers(random.Random(11))
+    objects = [
+        {f"k{j}": v for j, v in enumerate(values[i : i + 5])} for i in range(0, len(values), 5)
+    ]
+    with AuditLogger(audit_dir=tmp_path / "a") as logger:
+        for obj in objects:
+            logger.log_event(E.HEARTBEAT, "heartbeat", additional_data=obj)
+    lines = b"".join(trail_bytes(tmp_path / "a").values()).splitlines()
+    written = [line for line in lines if b'"operation":"heartbeat"' in line]
+    assert len(written) == len(objects)
+    for line, obj in zip(written, objects, strict=True):
+        record = orjson.loads(line)
+        if record["additional_data"] != obj:  # beyond 64 bits: kept as exact digits, noted
+            assert record["additional_data"] == {k: exact_json(v) for k, v in obj.items()}
+            assert record["audit_note"] == {"stringified_types": ["int beyond 64 bits"]}
+            continue
+        assert b'"additional_data":' + orjson.dumps(obj) + b"," in line
+    assert verify_trail(tmp_path / "a", workers=1).intact
 
 
 def test_the_native_writer_is_the_one_in_use_and_hands_over_rare_cases(tmp_path: Path) -> None:

@@ -350,20 +350,24 @@ writer_init(Writer *w, PyObject *args, PyObject *kwds)
     return w->ts_day && w->fd_day ? 0 : -1;
 }
 
-/* Keys of `d` all plain str and known not to be secret: 1; else 0; error: -1. */
+/* Keys of `d` all plain str and known not to be secret: 1, or 2 when moreover every value
+ * is an exact str, int, float, bool or None; else 0; error: -1. */
 static int
 keys_known(PyObject *safe_keys, PyObject *d)
 {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
+    int simple = 1;
     while (PyDict_Next(d, &pos, &k, &v)) {
         if (!PyUnicode_CheckExact(k))
             return 0;
         int found = PySet_Contains(safe_keys, k);
         if (found <= 0)
             return found;
+        simple = simple && (PyUnicode_CheckExact(v) || PyFloat_CheckExact(v) ||
+                            PyLong_CheckExact(v) || PyBool_Check(v) || v == Py_None);
     }
-    return 1;
+    return 1 + simple;
 }
 
 static void
@@ -406,79 +410,238 @@ plain_str(PyObject *s)
     return 1;
 }
 
+/* orjson.dumps(value) as the logger calls it; `simple` (see keys_known) leaves out the
+ * default and option arguments, which cannot change such an object's bytes but cost
+ * orjson a keyword parse and its slower non-str-keys path. */
 static PyObject *
-dumps(Writer *w, PyObject *value)
+dumps(Writer *w, PyObject *value, int simple)
 {
     PyObject *call[4] = {NULL, value, w->dumps_default, w->dumps_option};
-    PyObject *out = PyObject_Vectorcall(w->dumps, call + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                        dumps_kwnames);
+    PyObject *out = simple ? PyObject_Vectorcall(w->dumps, call + 1,
+                                                 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                           : PyObject_Vectorcall(w->dumps, call + 1,
+                                                 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, dumps_kwnames);
     if (out != NULL && !PyBytes_CheckExact(out))
         Py_CLEAR(out);
     return out;
 }
 
-/* The record's JSON, exactly as orjson.dumps of the record dict would write it, but
- * serializing only the data objects: the top-level strings are copied when plain
- * (fields: event_type, operation, symbol, trace_id, then the four objects; NULL = absent).
- * Returns NULL without an error set when a string is not plain. */
-static PyObject *
-compose(Writer *w, PyObject **fields)
+/* A byte buffer that starts on the stack and moves to the heap when it outgrows it. */
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+    char stack[STACK_LINE];
+} Buf;
+
+static void
+buf_init(Buf *b)
 {
-    PyObject *parts[N_ARGS] = {NULL}, *out = NULL;
-    Py_ssize_t total = 1;
-    for (int k = 0; k < N_ARGS; k++) {
-        if (fields[k] == NULL)
-            continue;
-        total += 1 + PyUnicode_GET_LENGTH(arg_names[k]) + 3;  /* ,"name": */
-        if (k <= A_SYMBOL || k == A_TRACE_ID) {
-            if (!plain_str(fields[k]))
-                goto done;
-            total += PyUnicode_GET_LENGTH(fields[k]) + 2;
-        }
-        else {
-            if ((parts[k] = dumps(w, fields[k])) == NULL)
-                goto done;
-            total += PyBytes_GET_SIZE(parts[k]);
+    b->p = b->stack;
+    b->len = 0;
+    b->cap = STACK_LINE;
+}
+
+static void
+buf_free(Buf *b)
+{
+    if (b->p != b->stack)
+        PyMem_Free(b->p);
+}
+
+/* Room for n more bytes at b->p + b->len; 0, or -1 with MemoryError. */
+static int
+buf_reserve(Buf *b, Py_ssize_t n)
+{
+    if (b->len + n <= b->cap)
+        return 0;
+    Py_ssize_t cap = 2 * (b->len + n);
+    char *q = b->p == b->stack ? PyMem_Malloc((size_t)cap) : PyMem_Realloc(b->p, (size_t)cap);
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (b->p == b->stack)
+        memcpy(q, b->stack, (size_t)b->len);
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
+
+static int
+buf_add(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* Add a plain string (see plain_str) in quotes. */
+static int
+buf_add_quoted(Buf *b, PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (buf_reserve(b, n + 2) < 0)
+        return -1;
+    char *q = b->p + b->len;
+    *q = '"';
+    memcpy(q + 1, PyUnicode_1BYTE_DATA(s), (size_t)n);
+    q[n + 1] = '"';
+    b->len += n + 2;
+    return 0;
+}
+
+static const double POW10[20] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19};
+
+/* v as orjson writes it ("43210.5", "10000.0", "0.0125"), into out (>= 24 bytes); 0 when
+ * v is outside the range where that is certain here (0, |v| < 1e-4, or more than 15
+ * significant digits), for orjson to write.
+ * Why it is the same text: orjson writes the shortest decimal that reads back as v,
+ * positionally in this range. Going up from k = 0 fractional digits, the first decimal
+ * m / 10^k that reads back as v (IEEE division of exact m and 10^k is correctly rounded,
+ * as reading the text is) is the shortest; with m < 10^15 it is also the only one, as
+ * doubles keep 15 significant digits (DBL_DIG). m is within 1 of round(|v| * 10^k). */
+static int
+format_float(double v, char *out)
+{
+    double a = v < 0 ? -v : v;
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k < 20; k++) {
+        double x = a * POW10[k];
+        if (x >= 1e15 + 1)
+            return 0;
+        double r = (double)(unsigned long long)(x + 0.5);
+        for (double m = r - 1; m <= r + 1; m++) {
+            if (m <= 0 || m >= 1e15 || m / POW10[k] != a)
+                continue;
+            char digits[24];
+            int n = format_seq(digits, (long long)m), len = 0;
+            if (v < 0)
+                out[len++] = '-';
+            if (k == 0) {
+                memcpy(out + len, digits, (size_t)n);
+                memcpy(out + len + n, ".0", 2);
+                return len + n + 2;
+            }
+            if (n > k) {
+                memcpy(out + len, digits, (size_t)(n - k));
+                len += n - k;
+                out[len++] = '.';
+                memcpy(out + len, digits + n - k, (size_t)k);
+                return len + k;
+            }
+            out[len++] = '0';
+            out[len++] = '.';
+            memset(out + len, '0', (size_t)(k - n));
+            memcpy(out + len + k - n, digits, (size_t)n);
+            return len + k;
         }
     }
-    if ((out = PyBytes_FromStringAndSize(NULL, total)) == NULL)
-        goto done;
-    char *p = PyBytes_AS_STRING(out);
-    *p++ = '{';
+    return 0;
+}
+
+/* A dict of plain str keys to str, int, float, bool or None, written as orjson.dumps
+ * writes it (insertion order, no spaces): 1; 0 when a key or value needs orjson's
+ * escaping or number formatting (nothing added); -1 on error. Saves an orjson call and
+ * two bytes objects per data object. */
+static int
+add_flat_object(Buf *b, PyObject *d)
+{
+    Py_ssize_t start = b->len, pos = 0;
+    PyObject *k, *v;
+    char *q;
     int first = 1;
+    if (buf_add(b, "{", 1) < 0)
+        return -1;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (!plain_str(k))
+            goto other;
+        if ((!first && buf_add(b, ",", 1) < 0) || buf_add_quoted(b, k) < 0 ||
+            buf_reserve(b, 1 + 24) < 0)
+            return -1;
+        first = 0;
+        q = b->p + b->len;
+        *q++ = ':';
+        if (PyUnicode_CheckExact(v)) {
+            if (!plain_str(v))
+                goto other;
+            b->len += 1;
+            if (buf_add_quoted(b, v) < 0)
+                return -1;
+            continue;
+        }
+        if (v == Py_True)
+            memcpy(q, "true", 4), q += 4;
+        else if (v == Py_False)
+            memcpy(q, "false", 5), q += 5;
+        else if (v == Py_None)
+            memcpy(q, "null", 4), q += 4;
+        else if (PyLong_CheckExact(v)) {
+            int overflow;
+            long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow)
+                goto other;
+            q += format_seq(q, n);
+        }
+        else if (PyFloat_CheckExact(v)) {
+            int n = format_float(PyFloat_AS_DOUBLE(v), q);
+            if (n == 0)
+                goto other;
+            q += n;
+        }
+        else
+            goto other;
+        b->len = q - b->p;
+    }
+    if (buf_add(b, "}", 1) < 0)
+        return -1;
+    return 1;
+other:
+    b->len = start;
+    return 0;
+}
+
+/* The record's JSON into b, exactly as orjson.dumps of the record dict would write it,
+ * but serializing only the data objects: the top-level strings are copied when plain
+ * (fields: event_type, operation, symbol, trace_id, then the four objects; NULL = absent;
+ * simple: see keys_known). 1; 0 when a top-level string is not plain; -1 on error. */
+static int
+compose(Writer *w, PyObject **fields, const int *simple, Buf *b)
+{
+    if (buf_add(b, "{", 1) < 0)
+        return -1;
     for (int i = 0; i < N_ARGS; i++) {
         int k = RECORD_ORDER[i];
         if (fields[k] == NULL)
             continue;
-        if (!first)
-            *p++ = ',';
-        first = 0;
-        Py_ssize_t n = PyUnicode_GET_LENGTH(arg_names[k]);
-        *p++ = '"';
-        memcpy(p, PyUnicode_1BYTE_DATA(arg_names[k]), (size_t)n);
-        p += n;
-        memcpy(p, "\":", 2);
-        p += 2;
-        if (parts[k] == NULL) {
-            n = PyUnicode_GET_LENGTH(fields[k]);
-            *p++ = '"';
-            memcpy(p, PyUnicode_1BYTE_DATA(fields[k]), (size_t)n);
-            p += n;
-            *p++ = '"';
+        if ((b->len > 1 && buf_add(b, ",", 1) < 0) || buf_add_quoted(b, arg_names[k]) < 0 ||
+            buf_add(b, ":", 1) < 0)
+            return -1;
+        if (k <= A_SYMBOL || k == A_TRACE_ID) {
+            if (!plain_str(fields[k])) {
+                b->len = 0;
+                return 0;
+            }
+            if (buf_add_quoted(b, fields[k]) < 0)
+                return -1;
+            continue;
         }
-        else {
-            n = PyBytes_GET_SIZE(parts[k]);
-            memcpy(p, PyBytes_AS_STRING(parts[k]), (size_t)n);
-            p += n;
+        int done = simple[k] ? add_flat_object(b, fields[k]) : 0;
+        if (done != 0) {
+            if (done < 0)
+                return -1;
+            continue;
         }
+        PyObject *part = dumps(w, fields[k], simple[k]);
+        done = part ? buf_add(b, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part)) : -1;
+        Py_XDECREF(part);
+        if (done < 0)
+            return -1;
     }
-    *p++ = '}';
-    if (_PyBytes_Resize(&out, p - PyBytes_AS_STRING(out)) < 0)
-        out = NULL;
-done:
-    for (int k = 0; k < N_ARGS; k++)
-        Py_XDECREF(parts[k]);
-    return out;
+    return buf_add(b, "}", 1) < 0 ? -1 : 1;
 }
 
 /* Write one sealed line: the common case of logger.AuditLogger.log_event. Anything else
@@ -488,7 +651,9 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *a[N_ARGS] = {NULL};
-    PyObject *kind = NULL, *trace = NULL, *record = NULL, *rest = NULL;
+    PyObject *kind = NULL, *trace = NULL, *record = NULL;
+    Buf rest;  /* the record without timestamp and chain fields */
+    buf_init(&rest);
     if (w->lock == NULL || w->fallback == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "audit Writer used before __init__");
         return NULL;
@@ -546,17 +711,18 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
             goto delegate;
     }
     Py_ssize_t objects = 0;
+    int simple[N_ARGS] = {0};
     for (int k = A_ORDER_DATA; k <= A_ADDITIONAL_DATA; k++) {
         if (a[k] == NULL)
             continue;
-        if (!PyDict_CheckExact(a[k]) || keys_known(w->safe_keys, a[k]) != 1)
+        if (!PyDict_CheckExact(a[k]) || (simple[k] = keys_known(w->safe_keys, a[k]) - 1) < 0)
             goto delegate;  /* Python checks the keys, redacts and learns them */
         objects++;
     }
     PyObject *fields[N_ARGS] = {kind, a[A_OPERATION], a[A_SYMBOL], a[A_ORDER_DATA],
                                 a[A_RESPONSE], a[A_ERROR], a[A_ADDITIONAL_DATA], trace};
-    rest = compose(w, fields);
-    if (rest == NULL && !PyErr_Occurred()) {
+    int composed = compose(w, fields, simple, &rest);
+    if (composed == 0) {
         /* a string that needs escaping: let orjson write the whole record */
         if ((record = PyDict_New()) == NULL)
             goto delegate;
@@ -564,12 +730,14 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
             if (fields[RECORD_ORDER[i]] != NULL &&
                 PyDict_SetItem(record, arg_names[RECORD_ORDER[i]], fields[RECORD_ORDER[i]]) < 0)
                 goto delegate;
-        rest = dumps(w, record);
+        PyObject *whole = dumps(w, record, 0);
+        composed = whole ? buf_add(&rest, PyBytes_AS_STRING(whole), PyBytes_GET_SIZE(whole)) : -1;
+        Py_XDECREF(whole);
     }
-    if (rest == NULL)
+    if (composed < 0)
         goto delegate;  /* Python stringifies what orjson refused, and notes it */
-    const char *body = PyBytes_AS_STRING(rest);
-    Py_ssize_t body_len = PyBytes_GET_SIZE(rest);
+    const char *body = rest.p;
+    Py_ssize_t body_len = rest.len;
     Py_ssize_t braces = 0;
     for (const char *q = body; (q = memchr(q, '{', (size_t)(body + body_len - q))); q++)
         braces++;
@@ -698,7 +866,7 @@ done:
     Py_DECREF(kind);
     Py_XDECREF(trace);
     Py_XDECREF(record);
-    Py_DECREF(rest);
+    buf_free(&rest);
     Py_RETURN_NONE;
 
 delegate:
@@ -706,7 +874,7 @@ delegate:
     Py_XDECREF(kind);
     Py_XDECREF(trace);
     Py_XDECREF(record);
-    Py_XDECREF(rest);
+    buf_free(&rest);
     return PyObject_Vectorcall(w->fallback, args, nargsf, kwnames);
 }
 
