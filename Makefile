@@ -21,7 +21,7 @@ $(STAMP_DEV): requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 # The audit trail's optional C accelerator; without a compiler the Python reference runs.
-$(STAMP_NATIVE): bot/audit/native/_chain.c | $(BIN)/python
+$(STAMP_NATIVE): bot/audit/native/_chain.c bot/audit/native/_bulk.c | $(BIN)/python
 	$(BIN)/python -m bot.audit.native.build
 	touch $@
 

@@ -2,9 +2,19 @@
 
 Why it exists: the dashboard must open on a million records (~490 MB) in about 2 s,
 which no per-line Python parser does (orjson alone costs ~8 CPU s). So the history is
-parsed by pyarrow in pieces of ~8 MB (``PIECE_BYTES``) on two threads, with a schema
-of only the fields the aggregates need (``BULK_SCHEMA``), and each piece is reduced
-to per-bucket counts on the thread that parsed it (``parse_piece``). The byte checks
+read in pieces of ~8 MB (``PIECE_BYTES``) on two threads, and each piece is reduced to
+per-bucket counts on the thread that read it (``parse_piece``), by three layers:
+
+1. the C counter (``bot/audit/native/_bulk.c``, ``_counted``): a strict JSON reader
+   that keeps only the fields counted and gives up on a piece at anything unusual.
+   It made the cold load ~3x faster: 0.55-0.64 s wall / 1.0-1.2 CPU s and 162 MB peak
+   RSS, against 1.64-1.86 s / 3.1-3.4 CPU s / 304-327 MB with the pyarrow layer alone
+   (same 1M-record trail, alternating runs; 0.08 against 0.74 CPU s for one 59 MB file);
+2. pyarrow, where the counter is not built or gave up (described below);
+3. the strict per-line reader, for a piece that either finds doubtful.
+
+The pyarrow layer parses with a schema of only the fields the aggregates need
+(``BULK_SCHEMA``). The byte checks
 pyarrow does not make (NUL, NaN/Inf, over-long lines, invalid UTF-8) run outside the
 GIL, in numpy and libc. A doubtful piece is re-read line by line by the strict reader
 (``bot.audit.reader.parse_line``), which names each bad line, so a cold load counts
@@ -99,8 +109,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from bot.audit import native
 from bot.audit.events import EVENT_TYPE_VALUES
-from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, parse_line
+from bot.audit.reader import MAX_LINE_BYTES, MIN_YEAR, Record, open_trail_file, parse_line
 
 # ------------------------------------------------------------------ what is counted
 # Shared with the store's per-record path (dashboard.store imports them from here).
@@ -249,12 +260,17 @@ def _columnar(
     max_year: int | None,
     keys: dict[Key, Key] | None = None,
 ) -> ColumnarChunk | None:
-    """columnar_aggregate of the complete lines ``data[start:end]``, without copying them.
+    """columnar_aggregate of the complete lines ``data[start:end]``, without copying them:
+    by the C counter when built, else (or when it gives up) by pyarrow.
 
-    Runs on the cold-load threads: every step over the bytes or the records is numpy,
+    Runs on the cold-load threads: every step over the bytes or the records is C, numpy,
     libc or pyarrow code that releases the GIL; Python only sees the grouped counts."""
     if end <= start:
         return ColumnarChunk(0, [], [], [], {}, [], None, None, set())
+    limit = max_year if max_year is not None else time.gmtime().tm_year + 1
+    counted = _counted(data, start, end, bucket_seconds, limit, keys)
+    if counted is not None:
+        return counted
     view = np.frombuffer(data, np.uint8, end - start, start)
     if view.max() >= 0x80:  # not pure ASCII: must be UTF-8 (pyarrow does not check)
         try:
@@ -282,7 +298,6 @@ def _columnar(
     kind_names: list[str] = kinds.dictionary.to_pylist()
     if not EVENT_TYPE_VALUES.issuperset(kind_names):
         return None  # an unknown event type: the per-line path names it
-    limit = max_year if max_year is not None else time.gmtime().tm_year + 1
     try:
         if not pc.all(pc.match_substring_regex(stamp, _TS_PATTERN)).as_py():
             return None
@@ -382,6 +397,81 @@ def _columnar(
         last_ts=newest / 1e6,
         last_heartbeat=last_beat / 1e6 if last_beat is not None else None,
         symbols={s for s in symbol_names if s},
+    )
+
+
+_OUTCOME_KINDS = tuple(kind.encode() for kind in ORDER_OUTCOMES)
+
+
+def _counted(
+    data: bytes | bytearray,
+    start: int,
+    end: int,
+    bucket_seconds: int,
+    max_year: int,
+    keys: dict[Key, Key] | None,
+) -> ColumnarChunk | None:
+    """The aggregates of ``data[start:end]`` by the C counter (bot/audit/native/_bulk.c,
+    ~4x cheaper than pyarrow's parse), or None when it is not built or gave up on a line
+    that the exact parsers must judge."""
+    bulk = native.bulk
+    if bulk is None:
+        return None
+    out = bulk.count(
+        data,
+        start,
+        end,
+        bucket_seconds * _US,
+        MIN_YEAR,
+        max_year,
+        MAX_LINE_BYTES,
+        RISK_REJECTION.encode(),
+        _OUTCOME_KINDS,
+        CAPPED.encode(),
+        HEARTBEAT.encode(),
+    )
+    if out is None:
+        return None
+    rows, found, groups, capped_rows, last_us, beat_us = out
+    if not EVENT_TYPE_VALUES.issuperset(kind for kind, _, _ in found):
+        return None  # an unknown event type: the per-line path names it
+    intern = keys if keys is not None else {}
+    names: list[Key] = [intern.setdefault(key, key) for key in found]
+    by_bucket: dict[int, dict[Key, int]] = {}
+    triples = np.frombuffer(groups, np.int64).tolist()
+    for i in range(0, len(triples), 3):  # buckets come in line order, mostly ascending
+        bucket, key, n = triples[i : i + 3]
+        into = by_bucket.get(bucket)
+        if into is None:
+            into = by_bucket[bucket] = {}
+        name = names[key]
+        into[name] = into.get(name, 0) + n
+    counts = sorted(by_bucket.items())
+    kinds: list[tuple[int, dict[str, int]]] = []
+    reasons: list[tuple[int, dict[str, int]]] = []
+    totals: dict[str, int] = {}
+    for bucket, by_key in counts:
+        per_kind: dict[str, int] = {}
+        per_reason: dict[str, int] = {}
+        for (kind, _, detail), n in by_key.items():
+            per_kind[kind] = per_kind.get(kind, 0) + n
+            if kind == RISK_REJECTION:
+                per_reason[detail] = per_reason.get(detail, 0) + n
+        kinds.append((bucket, per_kind))
+        if per_reason:
+            reasons.append((bucket, per_reason))
+        for kind, n in per_kind.items():
+            totals[kind] = totals.get(kind, 0) + n
+    return ColumnarChunk(
+        rows=rows,
+        counts=counts,
+        kinds=kinds,
+        reasons=reasons,
+        totals=totals,
+        capped=[(us / 1e6, names[key][1], req, cap) for us, key, req, cap in capped_rows],
+        last_ts=last_us / 1e6 if last_us >= 0 else None,
+        last_heartbeat=beat_us / 1e6 if beat_us >= 0 else None,
+        symbols={symbol for _, symbol, _ in names if symbol},
     )
 
 

@@ -28,7 +28,7 @@ MAX_LINE_BYTES = 1 << 20
 _TIMESTAMP_RE = re.compile(r"^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _OBJECT_FIELDS = ("order_data", "response", "error", "additional_data")
 _TEXT_FIELDS = ("symbol", "trace_id", "run_id")
-_MIN_YEAR = 2000
+MIN_YEAR = 2000
 
 
 _TEXT = (str, type(None))  # exact types: what orjson returns; anything else takes the slow path
@@ -63,7 +63,7 @@ def validate(value: Any, max_year: int | None = None) -> str | None:
             and type(get("error")) in _OBJECT
             and type(get("additional_data")) in _OBJECT
             and _TIMESTAMP_RE.match(stamp) is not None
-            and _MIN_YEAR
+            and MIN_YEAR
             <= int(stamp[:4])
             <= (max_year if max_year is not None else time.gmtime().tm_year + 1)
         ):
@@ -79,7 +79,7 @@ def _invalid_reason(value: Any, max_year: int | None) -> str | None:
         return "missing_field:timestamp" if stamp is None else "wrong_type:timestamp"
     match = _TIMESTAMP_RE.match(stamp)
     limit = max_year if max_year is not None else time.gmtime().tm_year + 1
-    if match is None or not _MIN_YEAR <= int(match.group(1)) <= limit:
+    if match is None or not MIN_YEAR <= int(match.group(1)) <= limit:
         return "bad_timestamp"
     kind = value.get("event_type")
     if not isinstance(kind, str):

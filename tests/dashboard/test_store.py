@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from watchdog.observers.api import BaseObserver
 
-from bot.audit import AuditLogger
+from bot.audit import AuditLogger, native
 from bot.audit.reader import iter_records
 from dashboard.store import TrailStore, epoch_seconds
 from tests.dashboard.conftest import FLOW_KINDS, T0, FakeClock, write_flow
@@ -146,8 +146,22 @@ def test_series_has_one_counter_per_bucket(
     assert sum((c for _, c in reasons), Counter()) == Counter(existing_position=3)
 
 
+@pytest.fixture(params=["C counter", "pyarrow"])
+def bulk_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with each layer of the cold load's bulk path: the C counter
+    (bot/audit/native/_bulk.c) and, without it, pyarrow (both fall back to the line parser)."""
+    if request.param == "pyarrow":
+        monkeypatch.setattr(native, "bulk", None)
+    elif native.bulk is None:
+        pytest.skip(f"native accelerator {native.unavailable}")
+    return str(request.param)
+
+
 def test_columnar_cold_load_agrees_with_the_line_parser(
-    tmp_path: Path, make_trail: Callable[..., FakeClock], stores: Callable[..., TrailStore]
+    tmp_path: Path,
+    bulk_parser: str,
+    make_trail: Callable[..., FakeClock],
+    stores: Callable[..., TrailStore],
 ) -> None:
     make_trail(tmp_path, flows=30)
     columnar, lines = stores(tmp_path, tail_lines=0), stores(tmp_path, tail_lines=10**9)
@@ -187,6 +201,7 @@ BULK_EDGE_CASES = {
 @pytest.mark.parametrize("case", list(BULK_EDGE_CASES))
 def test_bulk_and_line_parsers_judge_edge_cases_alike(
     tmp_path: Path,
+    bulk_parser: str,
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
     monkeypatch: pytest.MonkeyPatch,
@@ -217,6 +232,7 @@ def test_bulk_and_line_parsers_judge_edge_cases_alike(
 
 def test_cold_load_in_many_pieces_matches_the_line_parser(
     tmp_path: Path,
+    bulk_parser: str,
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
     monkeypatch: pytest.MonkeyPatch,
@@ -315,6 +331,7 @@ def test_every_kind_of_malformed_line_is_counted_never_fatal(
 @pytest.mark.parametrize("when", ["history", "live"])
 def test_nan_and_infinity_are_invalid_json_in_bulk_and_live_reads(
     tmp_path: Path,
+    bulk_parser: str,
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
     when: str,

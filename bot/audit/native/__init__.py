@@ -1,10 +1,12 @@
-"""The optional C accelerator of the audit trail's two hot loops (``_chain.c``).
+"""The optional C accelerator of the audit trail's hot loops.
 
-``lib`` is the compiled module, or None when it is not built (``make`` builds it
+``lib`` (``_chain.c``: the logger's write and the verifier's scan) is the compiled
+module, or None when it is not built (``make`` builds it
 with ``python -m bot.audit.native.build``; a machine without a C compiler or
 OpenSSL headers simply runs the pure-Python reference implementation, which
 writes the same bytes) or when ``AUDIT_NATIVE=0`` asks for the reference.
-``unavailable`` says why it is None.
+``unavailable`` says why it is None. ``bulk`` (``_bulk.c``: counting records for the
+dashboard's cold load) follows the same rules.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import os
 from types import ModuleType
 
 lib: ModuleType | None = None
+bulk: ModuleType | None = None
 unavailable = ""
 
 if os.environ.get("AUDIT_NATIVE", "1") == "0":
     unavailable = "disabled by AUDIT_NATIVE=0"
 else:
     try:
+        from bot.audit.native import _bulk as bulk  # type: ignore[attr-defined, no-redef]  # noqa: F401
         from bot.audit.native import _chain as lib  # type: ignore[attr-defined, no-redef]  # noqa: F401
     except ImportError as exc:  # not built here: the Python reference is used
         unavailable = f"not built ({exc}); run: python -m bot.audit.native.build"
