@@ -128,6 +128,13 @@ ORDER_OUTCOMES = {
 RISK_REJECTION = "risk_rejection"
 CAPPED = "position_size_capped"
 HEARTBEAT = "heartbeat"
+ROLES = (
+    RISK_REJECTION.encode(),
+    tuple(kind.encode() for kind in ORDER_OUTCOMES),
+    CAPPED.encode(),
+    HEARTBEAT.encode(),
+)
+"""The event types above as the C reader (bot/audit/native/_bulk.c) takes them."""
 
 
 # ------------------------------------------------------------------ cold load, columnar
@@ -400,9 +407,6 @@ def _columnar(
     )
 
 
-_OUTCOME_KINDS = tuple(kind.encode() for kind in ORDER_OUTCOMES)
-
-
 def _counted(
     data: bytes | bytearray,
     start: int,
@@ -425,10 +429,7 @@ def _counted(
         MIN_YEAR,
         max_year,
         MAX_LINE_BYTES,
-        RISK_REJECTION.encode(),
-        _OUTCOME_KINDS,
-        CAPPED.encode(),
-        HEARTBEAT.encode(),
+        *ROLES,
     )
     if out is None:
         return None

@@ -31,18 +31,22 @@ What lives here and why:
   until that pass has finished. ``audit_gap`` / ``audit_recovered`` are counted,
   not failures.
 
-Cold load: ``_bulk_load`` reads the history with the columnar parser of
-``dashboard.history`` (pyarrow, ~8 MB pieces on two threads, doubtful pieces line by
-line); why that parser, the candidates measured and how the load uses both CPUs are
-explained there.
+Cold load: ``_bulk_load`` reads the history with the bulk parsers of
+``dashboard.history`` (the C counter, else pyarrow, ~8 MB pieces on two threads,
+doubtful pieces line by line); why those parsers, the candidates measured and how the
+load uses both CPUs are explained there.
 
-The live path (``_publish``): the counters are updated once per distinct (bucket,
-key) of the batch, what the bounded containers push out is freed after publishing,
-cyclic garbage collection waits until the batch is published, and a reader blocked
-in ``wait_for_version`` gets the GIL before the chain check. What remains per 1,000
-records is ~0.5 ms from the write to the watchdog handler, ~5.5-7 ms in
-``TrailFollower.poll_lines`` (read, orjson, validation: the reader's own cost) and
-~2.3-3 ms here.
+The live path (``_publish``): new lines are read by the C field reader
+(``bot/audit/native/_bulk.c``, through ``TrailFollower``'s ``quick``), which returns
+only what the aggregates need, without a dict per record; a line it does not vouch for
+is parsed and validated as before. Records are kept as their lines for the recent
+table and the traces and parsed when asked for. The counters are updated once per
+distinct (bucket, key) of the batch, what the bounded containers push out is freed
+after publishing, cyclic garbage collection waits until the batch is published, and a
+reader blocked in ``wait_for_version`` gets the GIL before the chain check. Per 1,000
+records that leaves ~0.6 ms from the write to the watchdog handler, ~2 ms in
+``TrailFollower.poll_lines`` and ~1.2-1.5 ms here: ~4 ms from write to visible
+(it was ~9-16 ms with orjson and a dict per record).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import orjson
 from watchdog.events import (
     DirCreatedEvent,
     FileClosedEvent,
@@ -79,8 +84,10 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from bot.audit import chain
+from bot.audit import chain, native
+from bot.audit.events import EVENT_TYPE_VALUES
 from bot.audit.reader import (
+    MIN_YEAR,
     FollowedLine,
     ReadStats,
     Record,
@@ -93,6 +100,7 @@ from dashboard.history import (
     HEARTBEAT,
     ORDER_OUTCOMES,
     RISK_REJECTION,
+    ROLES,
     ColumnarChunk,
     DayFile,
     Key,
@@ -167,6 +175,36 @@ def record_detail(event_type: str, record: Record) -> str:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+LineFields = tuple[float, str, str, str, str | None, float, float]
+"""What the aggregates read of a record: (epoch seconds, event_type, symbol or "",
+detail, trace_id, requested and capped quantity of a capped record, else 0.0)."""
+
+
+def record_fields(record: Record) -> LineFields:
+    """The LineFields of a parsed record; ValueError for an impossible timestamp."""
+    stamp: str = record["timestamp"]
+    base = _MINUTES.get(stamp[:16])  # epoch_seconds, inlined: the live path
+    ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
+    kind: str = record["event_type"]
+    requested = capped = 0.0
+    if kind == CAPPED:
+        data = record.get("additional_data") or {}
+        requested = _number(data.get("requested_quantity"))
+        capped = _number(data.get("capped_quantity"))
+    detail = record_detail(kind, record) if kind in _DETAILED else ""
+    return ts, kind, record.get("symbol") or "", detail, record.get("trace_id"), requested, capped
+
+
+def _quick_fields(lines: list[bytes], max_year: int) -> list[LineFields | None]:
+    """The LineFields of each line, read by the C field reader (no dict per record), or
+    None where the line must be parsed and validated as usual (TrailFollower's quick)."""
+    assert native.bulk is not None
+    fields: list[LineFields | None] = native.bulk.fields(
+        lines, MIN_YEAR, max_year, EVENT_TYPE_VALUES, *ROLES
+    )
+    return fields
 
 
 # ------------------------------------------------------------------ integrity
@@ -391,7 +429,11 @@ class TrailStore:
         self._lifecycle = threading.Lock()
         self._check_lock = threading.Lock()  # the chain checker
         self._changed = threading.Condition(self._lock)
-        self._follower = TrailFollower(self.audit_dir, on_reset=self._on_reset)
+        self._follower = TrailFollower(
+            self.audit_dir,
+            on_reset=self._on_reset,
+            quick=_quick_fields if native.bulk is not None else None,
+        )
         self._stats: ReadStats = self._follower.stats
         self._checker = _ChainChecker(key)
         self._loaded = False
@@ -407,8 +449,11 @@ class TrailStore:
         self._exact_ts: list[float] = []
         self._exact_keys: list[Key] = []
         self._exact_floor = -math.inf  # newest timestamp dropped from the exact index
-        self._recent: deque[tuple[float, Record]] = deque()  # _apply keeps it to recent_limit
-        self._traces: OrderedDict[str, list[Record]] = OrderedDict()
+        # Records are kept as their lines and parsed when asked for (a dict costs ~4x the
+        # line's memory, and building one per live record ~1.5 us).
+        # (ts, event_type, symbol, line), kept to recent_limit by _apply:
+        self._recent: deque[tuple[float, str, str, bytes]] = deque()
+        self._traces: OrderedDict[str, list[tuple[float, bytes]]] = OrderedDict()
         self._capped: deque[tuple[float, str, float, float]] = deque(maxlen=capped_limit)
         self._symbols: set[str] = set()
         self._evicted: list[Any] = []  # pushed out of recent/traces, freed after publishing
@@ -696,7 +741,7 @@ class TrailStore:
         keys, exact_ts, exact_keys = self._keys, self._exact_ts, self._exact_keys
         recent, traces, evicted = self._recent, self._traces, self._evicted
         trace_limit, trace_events_limit = self._trace_limit, self._trace_events_limit
-        minutes, detailed, intern = _MINUTES, _DETAILED, keys.setdefault
+        intern = keys.setdefault
         add_ts, add_key, add_recent = exact_ts.append, exact_keys.append, recent.append
         trace_of, touch, add_capped = traces.get, traces.move_to_end, self._capped.append
         slots: list[tuple[int, Key]] = []
@@ -705,39 +750,30 @@ class TrailStore:
             first = len(exact_ts)
             last_beat = self.last_heartbeat_time
             for line in lines:
-                record = line.parsed
-                if isinstance(record, str):
+                fields = line.parsed
+                if isinstance(fields, str):
                     continue
-                try:
-                    stamp: str = record["timestamp"]
-                    base = minutes.get(stamp[:16])  # epoch_seconds, inlined
-                    ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
-                except (ValueError, TypeError):
-                    self._stats.records -= 1
-                    self._stats.note_malformed(line.file, line.number, "bad_timestamp", line.raw)
-                    continue
-                kind: str = record["event_type"]
-                symbol: str = record.get("symbol") or ""
-                key = (kind, symbol, record_detail(kind, record) if kind in detailed else "")
+                if isinstance(fields, dict):  # not read by the C field reader
+                    try:
+                        fields = record_fields(fields)
+                    except (ValueError, TypeError):
+                        self._stats.records -= 1
+                        self._stats.note_malformed(
+                            line.file, line.number, "bad_timestamp", line.raw
+                        )
+                        continue
+                ts, kind, symbol, detail, trace_id, requested, capped = fields
+                key = (kind, symbol, detail)
                 key = intern(key, key)
                 slot((int(ts // size), key))
                 add_ts(ts)
                 add_key(key)
-                add_recent((ts, record))
+                add_recent((ts, kind, symbol, line.raw))
                 if kind == HEARTBEAT:
                     if last_beat is None or ts > last_beat:
                         last_beat = ts
                 elif kind == CAPPED:
-                    data = record.get("additional_data") or {}
-                    add_capped(
-                        (
-                            ts,
-                            symbol,
-                            _number(data.get("requested_quantity")),
-                            _number(data.get("capped_quantity")),
-                        )
-                    )
-                trace_id = record.get("trace_id")
+                    add_capped((ts, symbol, requested, capped))
                 if trace_id:
                     events = trace_of(trace_id)
                     if events is None:
@@ -747,7 +783,7 @@ class TrailStore:
                     else:
                         touch(trace_id)
                     if len(events) < trace_events_limit:
-                        events.append(record)
+                        events.append((ts, line.raw))
             self.last_heartbeat_time = last_beat
             for _ in range(len(recent) - self._recent_limit):
                 evicted.append(recent.popleft())
@@ -805,7 +841,7 @@ class TrailStore:
                 maxlen=self._capped.maxlen,
             )
             for trace_id in list(self._traces):
-                events = [r for r in self._traces[trace_id] if not _in_day(r, day)]
+                events = [e for e in self._traces[trace_id] if not lo <= e[0] < hi]
                 if events:
                     self._traces[trace_id] = events
                 else:
@@ -913,24 +949,23 @@ class TrailStore:
         symbol: str | None = None,
         event_types: Iterable[str] | None = None,
     ) -> list[Record]:
-        """The newest matching records (at most ``limit``), newest last, as shallow copies."""
+        """The newest matching records (at most ``limit``), newest last, each a new dict."""
         wanted = None if event_types is None else frozenset(event_types)
-        out: list[Record] = []
+        found: list[bytes] = []
         with self._lock:
-            for ts, record in reversed(self._recent):
-                if len(out) >= limit:
+            for ts, kind, record_symbol, line in reversed(self._recent):
+                if len(found) >= limit:
                     break
                 if start is not None and ts < start:
                     continue
                 if end is not None and ts >= end:
                     continue
-                if symbol is not None and record.get("symbol") != symbol:
+                if symbol is not None and record_symbol != symbol:
                     continue
-                if wanted is not None and record["event_type"] not in wanted:
+                if wanted is not None and kind not in wanted:
                     continue
-                out.append(dict(record))
-        out.reverse()
-        return out
+                found.append(line)
+        return [orjson.loads(line) for line in reversed(found)]
 
     def trace(self, trace_id: str) -> list[Record]:
         """Every event of one trace, in trail order ([] when unknown or evicted).
@@ -939,7 +974,8 @@ class TrailStore:
         newest ``tail_lines`` records of the history (older history only feeds the
         counters), so a trace that began before that cut shows its later events."""
         with self._lock:
-            return [dict(r) for r in self._traces.get(trace_id, ())]
+            lines = [line for _, line in self._traces.get(trace_id, ())]
+        return [orjson.loads(line) for line in lines]
 
     def recent_trace_ids(self, limit: int = 50) -> list[str]:
         """Trace ids with the most recent activity first."""
@@ -1084,8 +1120,3 @@ class TrailStore:
         result = (starts, types, reasons)
         self._remember(memo_key, result)
         return result
-
-
-def _in_day(record: Record, day: str) -> bool:
-    stamp = record.get("timestamp", "")
-    return isinstance(stamp, str) and stamp[:10].replace("-", "") == day

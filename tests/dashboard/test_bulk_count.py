@@ -1,6 +1,8 @@
-"""The C counter of the cold load (bot/audit/native/_bulk.c) against the exact per-line
-path: on thousands of mutated lines it either gives up (the exact parsers then judge the
-lines) or counts exactly what reader.parse_line and the store's per-record rules count."""
+"""The C record reader (bot/audit/native/_bulk.c) against the exact per-line path: on
+thousands of mutated lines, the cold load's counter either gives up (the exact parsers
+then judge the lines) or counts exactly what reader.parse_line and the store's
+per-record rules count, and the live path's field reader returns, per line, either None
+or exactly the fields the store reads from the parsed record."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from typing import Any
 import pytest
 
 from bot.audit import native
+from bot.audit.reader import parse_line
 from dashboard import history
 from dashboard.history import CAPPED, HEARTBEAT, parse_lines
-from dashboard.store import epoch_seconds, record_detail
+from dashboard.store import _quick_fields, epoch_seconds, record_detail, record_fields
 from tests.audit.conftest import FakeClock
 
 if native.bulk is None and os.environ.get("AUDIT_NATIVE_REQUIRED") == "1":
@@ -89,9 +92,25 @@ def sample(tmp_path: Path, make_trail: Callable[..., FakeClock]) -> list[bytes]:
     return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("audit_*.jsonl"))).splitlines()
 
 
+def fields_agree(lines: list[bytes]) -> int:
+    """How many lines the field reader read, each checked against the exact path."""
+    read = 0
+    for line, fields in zip(lines, _quick_fields(lines, MAX_YEAR), strict=True):
+        if fields is not None:
+            record = parse_line(line, MAX_YEAR)
+            assert not isinstance(record, str), (line, record)
+            assert fields == record_fields(record), line
+            read += 1
+    return read
+
+
 def agree(lines: list[bytes]) -> bool:
-    """True when the counter counted (and counted right); False when it gave up."""
+    """True when the counter counted (and counted right); False when it gave up. The
+    field reader is checked on the same lines."""
+    read = fields_agree(lines)
     got, expected = counted(lines), truth(lines)
+    if got is not None:
+        assert read == len(lines)  # what the counter takes, the field reader takes
     if got is None:
         return False
     assert expected is not None, lines
@@ -105,6 +124,7 @@ def agree(lines: list[bytes]) -> bool:
 
 def test_a_written_trail_is_counted_in_c_as_the_line_path_counts_it(sample: list[bytes]) -> None:
     assert agree(sample)  # an ordinary trail never falls back
+    assert fields_agree(sample) == len(sample)
 
 
 def test_every_mutation_is_either_counted_right_or_given_up(sample: list[bytes]) -> None:

@@ -257,7 +257,7 @@ skip_value(Cur *c, int depth)
 
 /* The fields of one record that the aggregates read. */
 typedef struct {
-    Span timestamp, event_type, symbol, reason;
+    Span timestamp, event_type, symbol, trace_id, reason;
     Span order_type[6];  /* order_data's then response's order_type, type, orderType */
     int has_operation;
     double requested, capped;
@@ -403,7 +403,9 @@ read_record(Cur *c, Fields *f)
             text_field(c, &ignored, 0);
             f->has_operation = ignored.p != NULL;
         }
-        else if (KEY_IS(key, "trace_id") || KEY_IS(key, "run_id"))
+        else if (KEY_IS(key, "trace_id"))
+            text_field(c, &f->trace_id, 1);
+        else if (KEY_IS(key, "run_id"))
             text_field(c, &ignored, 0);
         else if (KEY_IS(key, "order_data"))
             data_object(c, f, OBJ_ORDER_DATA);
@@ -625,7 +627,7 @@ detail_of(const Roles *r, const Fields *f)
     return NONE;
 }
 
-/* ------------------------------------------------------------------ entry point */
+/* ------------------------------------------------------------------ entry points */
 
 static int
 span_arg(PyObject *o, Span *out)
@@ -636,6 +638,26 @@ span_arg(PyObject *o, Span *out)
     }
     out->p = PyBytes_AS_STRING(o);
     out->n = PyBytes_GET_SIZE(o);
+    return 0;
+}
+
+/* The event types with a role: rejection (bytes), outcomes (tuple of bytes), capped,
+ * heartbeat. */
+static int
+roles_arg(Roles *r, PyObject *rejection, PyObject *outcomes, PyObject *capped,
+          PyObject *heartbeat)
+{
+    if (!PyTuple_Check(outcomes) || PyTuple_GET_SIZE(outcomes) > 8) {
+        PyErr_SetString(PyExc_ValueError, "outcomes: a tuple of at most 8 event types");
+        return -1;
+    }
+    if (span_arg(rejection, &r->rejection) < 0 || span_arg(capped, &r->capped) < 0 ||
+        span_arg(heartbeat, &r->heartbeat) < 0)
+        return -1;
+    r->n_outcomes = (int)PyTuple_GET_SIZE(outcomes);
+    for (int i = 0; i < r->n_outcomes; i++)
+        if (span_arg(PyTuple_GET_ITEM(outcomes, i), &r->outcomes[i]) < 0)
+            return -1;
     return 0;
 }
 
@@ -665,18 +687,12 @@ count(PyObject *self, PyObject *args)
     Roles roles;
     PyObject *result = NULL;
     Counts *k = NULL;
-    if (start < 0 || end > data.len || start > end || bucket_us <= 0 ||
-        !PyTuple_Check(outcomes) || PyTuple_GET_SIZE(outcomes) > 8) {
-        PyErr_SetString(PyExc_ValueError, "bad range, bucket or outcomes");
+    if (start < 0 || end > data.len || start > end || bucket_us <= 0) {
+        PyErr_SetString(PyExc_ValueError, "bad range or bucket");
         goto done;
     }
-    if (span_arg(rejection, &roles.rejection) < 0 || span_arg(capped, &roles.capped) < 0 ||
-        span_arg(heartbeat, &roles.heartbeat) < 0)
+    if (roles_arg(&roles, rejection, outcomes, capped, heartbeat) < 0)
         goto done;
-    roles.n_outcomes = (int)PyTuple_GET_SIZE(outcomes);
-    for (int i = 0; i < roles.n_outcomes; i++)
-        if (span_arg(PyTuple_GET_ITEM(outcomes, i), &roles.outcomes[i]) < 0)
-            goto done;
     if ((k = PyMem_Calloc(1, sizeof *k)) == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -772,9 +788,109 @@ done:
     return result;
 }
 
+/* Python str objects for the few distinct values of a batch (event types, symbols,
+ * details), made once per batch. */
+typedef struct {
+    Span bytes[64];
+    PyObject *text[64];
+    int n;
+} Strings;
+
+static PyObject *
+string_of(Strings *cache, Span s)
+{
+    for (int i = 0; i < cache->n; i++)
+        if (same(cache->bytes[i], s))
+            return Py_NewRef(cache->text[i]);
+    PyObject *text = span_str(s);
+    if (text != NULL && cache->n < 64) {
+        cache->bytes[cache->n] = s;
+        cache->text[cache->n++] = Py_NewRef(text);
+    }
+    return text;
+}
+
+/* Epoch seconds as dashboard.store.epoch_seconds computes them (the whole minute, then
+ * plus float("SS.ffffff")), so both paths give the same float. */
+static double
+epoch_seconds(Span t, long long us)
+{
+    char text[16];
+    Py_ssize_t n = t.n - 18;  /* "SS[.ffffff]" */
+    memcpy(text, t.p + 17, (size_t)n);
+    text[n] = 0;
+    return (double)(us / 60000000LL * 60) + strtod(text, NULL);
+}
+
+/* fields(lines, min_year, max_year, event_types, rejection, outcomes, capped, heartbeat)
+ * -> list, per line: (ts, event_type, symbol, detail, trace_id or None, requested, capped),
+ * or None where the exact parser must judge the line (event_types: the known ones). */
+static PyObject *
+fields(PyObject *self, PyObject *args)
+{
+    PyObject *lines, *known, *rejection, *outcomes, *capped, *heartbeat;
+    int min_year, max_year;
+    Roles roles;
+    if (!PyArg_ParseTuple(args, "O!iiO!SOSS", &PyList_Type, &lines, &min_year, &max_year,
+                          &PyFrozenSet_Type, &known, &rejection, &outcomes, &capped,
+                          &heartbeat) ||
+        roles_arg(&roles, rejection, outcomes, capped, heartbeat) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    PyObject *out = PyList_New(n);
+    Strings cache = {.n = 0};
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i), *item = NULL;
+        if (!PyBytes_Check(line)) {
+            PyErr_SetString(PyExc_TypeError, "lines must be bytes");
+            goto failed;
+        }
+        Cur c = {PyBytes_AS_STRING(line), PyBytes_AS_STRING(line) + PyBytes_GET_SIZE(line), 0};
+        Fields f;
+        read_record(&c, &f);
+        long long us = c.bad || !f.has_operation || f.event_type.p == NULL || f.timestamp.p == NULL
+                           ? -1
+                           : timestamp_us(f.timestamp, min_year, max_year);
+        if (us < 0) {
+            PyList_SET_ITEM(out, i, Py_NewRef(Py_None));
+            continue;
+        }
+        PyObject *kind = string_of(&cache, f.event_type);
+        int is_known = kind != NULL ? PySet_Contains(known, kind) : -1;
+        if (is_known <= 0) {
+            Py_XDECREF(kind);
+            if (is_known < 0)
+                goto failed;
+            PyList_SET_ITEM(out, i, Py_NewRef(Py_None));  /* the exact path names it */
+            continue;
+        }
+        int is_capped = same(f.event_type, roles.capped);
+        PyObject *trace = f.trace_id.p ? span_str(f.trace_id) : Py_NewRef(Py_None);
+        item = Py_BuildValue("(dNNNNdd)", epoch_seconds(f.timestamp, us), kind,
+                             string_of(&cache, f.symbol.p ? f.symbol : NONE),
+                             string_of(&cache, detail_of(&roles, &f)), trace,
+                             is_capped ? f.requested : 0.0, is_capped ? f.capped : 0.0);
+        if (item == NULL)
+            goto failed;
+        PyList_SET_ITEM(out, i, item);
+    }
+    for (int i = 0; i < cache.n; i++)
+        Py_DECREF(cache.text[i]);
+    return out;
+failed:
+    for (int i = 0; i < cache.n; i++)
+        Py_DECREF(cache.text[i]);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"count", count, METH_VARARGS,
      "Count the records of whole lines per (bucket, key); None when the exact parsers must."},
+    {"fields", fields, METH_VARARGS,
+     "Per line, what the live aggregates read, or None where the exact parser must judge."},
     {NULL, NULL, 0, NULL},
 };
 
