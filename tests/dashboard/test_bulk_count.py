@@ -142,6 +142,8 @@ def test_every_mutation_is_either_counted_right_or_given_up(sample: list[bytes])
 STAMP = b'{"timestamp":"2026-11-18T10:00:00.5Z",'
 EDGE_LINES = {
     "escaped key": STAMP + b'"event_t\\u0079pe":"heartbeat","operation":"x"}',
+    "escaped repeated key": STAMP + b'"event_type":"heartbeat","operation":"x",'
+    b'"sym\\u0062ol":"ETHUSDT","order_data":{"order_type":"A","\\u006frder_type":"B"}}',
     "escaped symbol": STAMP + b'"event_type":"heartbeat","operation":"x","symbol":"BTC\\/U"}',
     "escaped operation (counted)": STAMP + b'"event_type":"heartbeat","operation":"a\\"b"}',
     "duplicate symbol": STAMP

@@ -181,35 +181,65 @@ literal(Cur *c, const char *word, size_t n)
 
 static void skip_value(Cur *c, int depth);
 
-/* The members of an object or array at the cursor (after its opening bracket). */
+/* Reads the value of one member of an object (the cursor is after its ':'). */
+typedef void (*OnMember)(Cur *c, Span key, void *ctx, int depth);
+
+/* The members of an object after its '{', up to its '}'. With `on_member`, each value is
+ * read by it, and an escaped key gives up (it could spell a key that is read); without,
+ * the values are only checked. */
 static void
-skip_members(Cur *c, int depth, char close, int keyed)
+read_members(Cur *c, int depth, OnMember on_member, void *ctx)
 {
     Span key;
     int escaped;
     skip_ws(c);
-    if (c->s < c->e && *c->s == close) {
+    if (c->s < c->e && *c->s == '}') {
         c->s++;
         return;
     }
     while (!c->bad) {
-        if (keyed) {
-            read_string(c, &key, &escaped);
-            skip_ws(c);
-            if (c->s >= c->e || *c->s != ':') {
-                c->bad = 1;
-                return;
-            }
-            c->s++;
+        read_string(c, &key, &escaped);
+        skip_ws(c);
+        if ((escaped && on_member) || c->s >= c->e || *c->s != ':') {
+            c->bad = 1;
+            return;
         }
-        skip_value(c, depth + 1);
+        c->s++;
+        if (on_member)
+            on_member(c, key, ctx, depth);
+        else
+            skip_value(c, depth + 1);
         skip_ws(c);
         if (c->s < c->e && *c->s == ',') {
             c->s++;
             skip_ws(c);
             continue;
         }
-        if (c->s < c->e && *c->s == close)
+        if (c->s < c->e && *c->s == '}')
+            c->s++;
+        else
+            c->bad = 1;
+        return;
+    }
+}
+
+/* The elements of an array after its '[', up to its ']', only checked. */
+static void
+skip_elements(Cur *c, int depth)
+{
+    skip_ws(c);
+    if (c->s < c->e && *c->s == ']') {
+        c->s++;
+        return;
+    }
+    while (!c->bad) {
+        skip_value(c, depth + 1);
+        skip_ws(c);
+        if (c->s < c->e && *c->s == ',') {
+            c->s++;
+            continue;
+        }
+        if (c->s < c->e && *c->s == ']')
             c->s++;
         else
             c->bad = 1;
@@ -230,11 +260,11 @@ skip_value(Cur *c, int depth)
     switch (*c->s) {
     case '{':
         c->s++;
-        skip_members(c, depth, '}', 1);
+        read_members(c, depth, NULL, NULL);
         return;
     case '[':
         c->s++;
-        skip_members(c, depth, ']', 0);
+        skip_elements(c, depth);
         return;
     case '"':
         read_string(c, &s, &escaped);
@@ -265,7 +295,9 @@ typedef struct {
 
 #define KEY_IS(s, lit) ((s).n == (Py_ssize_t)sizeof(lit) - 1 && memcmp((s).p, lit, (s).n) == 0)
 
-/* A string field that must be a plain string: its bytes; null: absent. */
+/* A string or null; with `need_bytes`, a string with an escape gives up (its bytes are
+ * not its value). null: out->p is NULL. Another type gives up (the per-line reader
+ * names it, or pyarrow and the reader disagree on it). */
 static void
 text_field(Cur *c, Span *out, int need_bytes)
 {
@@ -279,15 +311,9 @@ text_field(Cur *c, Span *out, int need_bytes)
         c->bad = 1;
 }
 
-/* A string member of a data object: its bytes; null: absent; another type: give up. */
+/* A number or null (0.0); another type gives up. */
 static void
-data_text(Cur *c, Span *out)
-{
-    text_field(c, out, 1);
-}
-
-static void
-data_number(Cur *c, double *out)
+number_field(Cur *c, double *out)
 {
     skip_ws(c);
     *out = 0.0;
@@ -296,25 +322,50 @@ data_number(Cur *c, double *out)
     if (c->s < c->e && (*c->s == '-' || (*c->s >= '0' && *c->s <= '9')))
         read_number(c, out);
     else
-        c->bad = 1;  /* reader and pyarrow disagree on such values: the exact path decides */
+        c->bad = 1;
 }
 
 enum { OBJ_ORDER_DATA, OBJ_RESPONSE, OBJ_ERROR, OBJ_ADDITIONAL };
 
-/* A data object (or null) at the cursor; the members the aggregates read go to `f`. */
+typedef struct {
+    Fields *f;
+    int which;  /* OBJ_* */
+} DataObject;
+
+static void
+data_member(Cur *c, Span key, void *ctx, int depth)
+{
+    Fields *f = ((DataObject *)ctx)->f;
+    int which = ((DataObject *)ctx)->which, order = which <= OBJ_RESPONSE;
+    if (order && KEY_IS(key, "order_type"))
+        text_field(c, &f->order_type[3 * which], 1);
+    else if (order && KEY_IS(key, "type"))
+        text_field(c, &f->order_type[3 * which + 1], 1);
+    else if (order && KEY_IS(key, "orderType"))
+        text_field(c, &f->order_type[3 * which + 2], 1);
+    else if (which == OBJ_ERROR && KEY_IS(key, "reason"))
+        text_field(c, &f->reason, 1);
+    else if (which == OBJ_ADDITIONAL && KEY_IS(key, "requested_quantity"))
+        number_field(c, &f->requested);
+    else if (which == OBJ_ADDITIONAL && KEY_IS(key, "capped_quantity"))
+        number_field(c, &f->capped);
+    else
+        skip_value(c, depth + 1);
+}
+
+/* A data object (or null) at the cursor; the members the aggregates read go to `f`. A
+ * repeated object replaces what an earlier one gave, as orjson keeps the last. */
 static void
 data_object(Cur *c, Fields *f, int which)
 {
-    Span key;
-    int escaped;
-    skip_ws(c);
-    if (which == OBJ_ORDER_DATA || which == OBJ_RESPONSE)
+    if (which <= OBJ_RESPONSE)
         for (int i = 0; i < 3; i++)
             f->order_type[3 * which + i].p = NULL;
     else if (which == OBJ_ERROR)
         f->reason.p = NULL;
     else
         f->requested = f->capped = 0.0;
+    skip_ws(c);
     if (literal(c, "null", 4))
         return;
     if (c->s >= c->e || *c->s != '{') {
@@ -322,55 +373,46 @@ data_object(Cur *c, Fields *f, int which)
         return;
     }
     c->s++;
-    skip_ws(c);
-    if (c->s < c->e && *c->s == '}') {
-        c->s++;
-        return;
-    }
-    while (!c->bad) {
-        read_string(c, &key, &escaped);
-        if (escaped)
-            c->bad = 1;  /* it could spell a key read here */
-        skip_ws(c);
-        if (c->bad || c->s >= c->e || *c->s != ':') {
-            c->bad = 1;
-            return;
-        }
-        c->s++;
-        if ((which == OBJ_ORDER_DATA || which == OBJ_RESPONSE) && KEY_IS(key, "order_type"))
-            data_text(c, &f->order_type[3 * which]);
-        else if ((which == OBJ_ORDER_DATA || which == OBJ_RESPONSE) && KEY_IS(key, "type"))
-            data_text(c, &f->order_type[3 * which + 1]);
-        else if ((which == OBJ_ORDER_DATA || which == OBJ_RESPONSE) && KEY_IS(key, "orderType"))
-            data_text(c, &f->order_type[3 * which + 2]);
-        else if (which == OBJ_ERROR && KEY_IS(key, "reason"))
-            data_text(c, &f->reason);
-        else if (which == OBJ_ADDITIONAL && KEY_IS(key, "requested_quantity"))
-            data_number(c, &f->requested);
-        else if (which == OBJ_ADDITIONAL && KEY_IS(key, "capped_quantity"))
-            data_number(c, &f->capped);
-        else
-            skip_value(c, 2);
-        skip_ws(c);
-        if (c->s < c->e && *c->s == ',') {
-            c->s++;
-            skip_ws(c);
-            continue;
-        }
-        if (c->s < c->e && *c->s == '}')
-            c->s++;
-        else
-            c->bad = 1;
-        return;
-    }
+    DataObject ctx = {f, which};
+    read_members(c, 1, data_member, &ctx);
 }
 
-/* One line: a JSON object whose record fields are usable, read into `f`. */
+static void
+record_member(Cur *c, Span key, void *ctx, int depth)
+{
+    Fields *f = ctx;
+    Span ignored;
+    if (KEY_IS(key, "timestamp"))
+        text_field(c, &f->timestamp, 1);
+    else if (KEY_IS(key, "event_type"))
+        text_field(c, &f->event_type, 1);
+    else if (KEY_IS(key, "symbol"))
+        text_field(c, &f->symbol, 1);
+    else if (KEY_IS(key, "trace_id"))
+        text_field(c, &f->trace_id, 1);
+    else if (KEY_IS(key, "operation")) {
+        text_field(c, &ignored, 0);
+        f->has_operation = ignored.p != NULL;
+    }
+    else if (KEY_IS(key, "run_id"))
+        text_field(c, &ignored, 0);
+    else if (KEY_IS(key, "order_data"))
+        data_object(c, f, OBJ_ORDER_DATA);
+    else if (KEY_IS(key, "response"))
+        data_object(c, f, OBJ_RESPONSE);
+    else if (KEY_IS(key, "error"))
+        data_object(c, f, OBJ_ERROR);
+    else if (KEY_IS(key, "additional_data"))
+        data_object(c, f, OBJ_ADDITIONAL);
+    else
+        skip_value(c, depth + 1);
+}
+
+/* One line: a JSON object and nothing else, its record fields read into `f`. Whether
+ * they make a usable record is the caller's check. */
 static void
 read_record(Cur *c, Fields *f)
 {
-    Span key, ignored;
-    int escaped;
     memset(f, 0, sizeof *f);
     skip_ws(c);
     if (c->s >= c->e || *c->s != '{') {
@@ -378,60 +420,9 @@ read_record(Cur *c, Fields *f)
         return;
     }
     c->s++;
+    read_members(c, 0, record_member, f);
     skip_ws(c);
-    if (c->s < c->e && *c->s == '}') {
-        c->bad = 1;  /* no fields: invalid */
-        return;
-    }
-    while (!c->bad) {
-        read_string(c, &key, &escaped);
-        if (escaped)
-            c->bad = 1;
-        skip_ws(c);
-        if (c->bad || c->s >= c->e || *c->s != ':') {
-            c->bad = 1;
-            return;
-        }
-        c->s++;
-        if (KEY_IS(key, "timestamp"))
-            text_field(c, &f->timestamp, 1);
-        else if (KEY_IS(key, "event_type"))
-            text_field(c, &f->event_type, 1);
-        else if (KEY_IS(key, "symbol"))
-            text_field(c, &f->symbol, 1);
-        else if (KEY_IS(key, "operation")) {
-            text_field(c, &ignored, 0);
-            f->has_operation = ignored.p != NULL;
-        }
-        else if (KEY_IS(key, "trace_id"))
-            text_field(c, &f->trace_id, 1);
-        else if (KEY_IS(key, "run_id"))
-            text_field(c, &ignored, 0);
-        else if (KEY_IS(key, "order_data"))
-            data_object(c, f, OBJ_ORDER_DATA);
-        else if (KEY_IS(key, "response"))
-            data_object(c, f, OBJ_RESPONSE);
-        else if (KEY_IS(key, "error"))
-            data_object(c, f, OBJ_ERROR);
-        else if (KEY_IS(key, "additional_data"))
-            data_object(c, f, OBJ_ADDITIONAL);
-        else
-            skip_value(c, 1);
-        skip_ws(c);
-        if (c->s < c->e && *c->s == ',') {
-            c->s++;
-            skip_ws(c);
-            continue;
-        }
-        if (c->s < c->e && *c->s == '}') {
-            c->s++;
-            skip_ws(c);
-            c->bad |= c->s != c->e;  /* nothing may follow the object */
-        }
-        else
-            c->bad = 1;
-        return;
-    }
+    c->bad |= c->s != c->e;  /* nothing may follow the object */
 }
 
 static int
