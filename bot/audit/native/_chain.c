@@ -543,12 +543,13 @@ format_float(double v, char *out)
     return 0;
 }
 
-/* A dict of plain str keys to str, int, float, bool or None, written as orjson.dumps
- * writes it (insertion order, no spaces): 1; 0 when a key or value needs orjson's
- * escaping or number formatting (nothing added); -1 on error. Saves an orjson call and
- * two bytes objects per data object. */
+/* A dict of plain str keys known not to be secret (safe_keys) to str, int, float, bool
+ * or None, written as orjson.dumps writes it (insertion order, no spaces): 1; 0 when a
+ * key or value needs orjson's escaping or number formatting (nothing added); -1 for a
+ * key never seen (the Python path checks it) or an error. Saves an orjson call and two
+ * bytes objects per data object. */
 static int
-add_flat_object(Buf *b, PyObject *d)
+add_flat_object(Buf *b, PyObject *d, PyObject *safe_keys)
 {
     Py_ssize_t start = b->len, pos = 0;
     PyObject *k, *v;
@@ -557,6 +558,8 @@ add_flat_object(Buf *b, PyObject *d)
     if (buf_add(b, "{", 1) < 0)
         return -1;
     while (PyDict_Next(d, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k) || PySet_Contains(safe_keys, k) != 1)
+            return -1;
         if (!plain_str(k))
             goto other;
         if ((!first && buf_add(b, ",", 1) < 0) || buf_add_quoted(b, k) < 0 ||
@@ -606,10 +609,12 @@ other:
 
 /* The record's JSON into b, exactly as orjson.dumps of the record dict would write it,
  * but serializing only the data objects: the top-level strings are copied when plain
- * (fields: event_type, operation, symbol, trace_id, then the four objects; NULL = absent;
- * simple: see keys_known). 1; 0 when a top-level string is not plain; -1 on error. */
+ * (fields: event_type, operation, symbol, trace_id, then the four dicts; NULL = absent).
+ * 1; 0 when a top-level string is not plain; -1 for a data object the Python path must
+ * see (a key never seen) or an error. `by_orjson` is set when orjson wrote an object:
+ * only then can it hold a nested one. */
 static int
-compose(Writer *w, PyObject **fields, const int *simple, Buf *b)
+compose(Writer *w, PyObject **fields, Buf *b, int *by_orjson)
 {
     if (buf_add(b, "{", 1) < 0)
         return -1;
@@ -629,13 +634,17 @@ compose(Writer *w, PyObject **fields, const int *simple, Buf *b)
                 return -1;
             continue;
         }
-        int done = simple[k] ? add_flat_object(b, fields[k]) : 0;
+        int done = add_flat_object(b, fields[k], w->safe_keys);
         if (done != 0) {
             if (done < 0)
                 return -1;
             continue;
         }
-        PyObject *part = dumps(w, fields[k], simple[k]);
+        int known = keys_known(w->safe_keys, fields[k]);
+        if (known <= 0)
+            return -1;
+        *by_orjson = 1;
+        PyObject *part = dumps(w, fields[k], known == 2);
         done = part ? buf_add(b, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part)) : -1;
         Py_XDECREF(part);
         if (done < 0)
@@ -711,19 +720,23 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
             goto delegate;
     }
     Py_ssize_t objects = 0;
-    int simple[N_ARGS] = {0};
     for (int k = A_ORDER_DATA; k <= A_ADDITIONAL_DATA; k++) {
         if (a[k] == NULL)
             continue;
-        if (!PyDict_CheckExact(a[k]) || (simple[k] = keys_known(w->safe_keys, a[k]) - 1) < 0)
-            goto delegate;  /* Python checks the keys, redacts and learns them */
+        if (!PyDict_CheckExact(a[k]))
+            goto delegate;  /* Python makes it an object */
         objects++;
     }
     PyObject *fields[N_ARGS] = {kind, a[A_OPERATION], a[A_SYMBOL], a[A_ORDER_DATA],
                                 a[A_RESPONSE], a[A_ERROR], a[A_ADDITIONAL_DATA], trace};
-    int composed = compose(w, fields, simple, &rest);
+    int by_orjson = 0;
+    int composed = compose(w, fields, &rest, &by_orjson);
     if (composed == 0) {
         /* a string that needs escaping: let orjson write the whole record */
+        for (int k = A_ORDER_DATA; k <= A_ADDITIONAL_DATA; k++)
+            if (a[k] != NULL && keys_known(w->safe_keys, a[k]) <= 0)
+                goto delegate;  /* Python checks the keys, redacts and learns them */
+        by_orjson = 1;
         if ((record = PyDict_New()) == NULL)
             goto delegate;
         for (int i = 0; i < N_ARGS; i++)
@@ -739,9 +752,10 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
     const char *body = rest.p;
     Py_ssize_t body_len = rest.len;
     Py_ssize_t braces = 0;
-    for (const char *q = body; (q = memchr(q, '{', (size_t)(body + body_len - q))); q++)
+    for (const char *q = body; by_orjson && (q = memchr(q, '{', (size_t)(body + body_len - q)));
+         q++)
         braces++;
-    if (braces != objects + 1)
+    if (by_orjson && braces != objects + 1)
         goto delegate;  /* a nested object: Python walks it for secret keys */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(w->redact_values); i++) {
         PyObject *v = PyTuple_GET_ITEM(w->redact_values, i);
@@ -779,7 +793,8 @@ writer_log_event(Writer *w, PyObject *const *args, size_t nargsf, PyObject *kwna
         lock_release(w);
         goto delegate;  /* a year the Python path formats */
     }
-    int careful = w->slow || w->fd < 0 || PyUnicode_Compare(w->ts_day, w->fd_day) != 0;
+    int careful = w->slow || w->fd < 0 ||
+                  (w->ts_day != w->fd_day && PyUnicode_Compare(w->ts_day, w->fd_day) != 0);
     /* {"timestamp":"<second>.<us>Z",<rest without braces><run_tag><seq>,"prev":"<prev>
      * then "} for the hash, replaced by ","hash":"<hash>"}\n */
     Py_ssize_t tag_len = PyBytes_GET_SIZE(w->run_tag);
