@@ -7,7 +7,8 @@
 (b) the seed note's style: open, json.dumps, write, close per event
 (c) stdlib logging FileHandler with python-json-logger
 (d) structlog with orjson, writing to a file
-Prints p50/p99/p99.9/max in µs, events/s and the ratios against (a).
+Prints p50/p99/p99.9/max in µs, events/s and the ratios against (a). Each contender
+starts after ``os.sync()``, so none pays for the writeback of another's data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -31,6 +33,9 @@ from bot.audit import AuditLogger, native
 
 
 def measure(name: str, recs: list[dict[str, Any]], emit: Callable[[dict[str, Any]], None]) -> dict:
+    # Each contender starts on a written-back page cache: the kernel's writeback of what
+    # an earlier one (or an earlier run) wrote would otherwise compete on the 2 CPUs.
+    os.sync()
     timer = time.perf_counter_ns
     latencies = [0] * len(recs)
     started = time.perf_counter()
