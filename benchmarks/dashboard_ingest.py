@@ -409,13 +409,13 @@ def measure_parsers(directory: Path) -> None:
     from bot.audit import native
 
     if native.bulk is not None:
-        from dashboard.store import _quick_fields
+        from dashboard.store import line_fields
 
         timed(
             "C counter (validation + aggregates)",
-            lambda: history._counted(data, 0, len(data), 60, time.gmtime().tm_year + 1, None),
+            lambda: history.count_in_c(data, 0, len(data), 60, time.gmtime().tm_year + 1, None),
         )
-        timed("C field reader per line (live path)", lambda: _quick_fields(lines, 9999))
+        timed("C field reader per line (live path)", lambda: line_fields(lines, 9999))
     built, native.bulk = native.bulk, None
     timed(
         "pyarrow layer (+ validation, aggregates)",

@@ -5,13 +5,13 @@ which no per-line Python parser does (orjson alone costs ~8 CPU s). So the histo
 read in pieces of ~8 MB (``PIECE_BYTES``) on two threads, and each piece is reduced to
 per-bucket counts on the thread that read it (``parse_piece``), by three layers:
 
-1. the C counter (``bot/audit/native/_bulk.c``, ``_counted``): a strict JSON reader
+1. the C counter (``bot/audit/native/_bulk.c``, ``count_in_c``): a strict JSON reader
    that keeps only the fields counted and gives up on a piece at anything unusual.
    It made the cold load ~3x faster: 0.55-0.64 s wall / 1.0-1.2 CPU s and 162 MB peak
    RSS, against 1.64-1.86 s / 3.1-3.4 CPU s / 304-327 MB with the pyarrow layer alone
    (same 1M-record trail, alternating runs; 0.08 against 0.74 CPU s for one 59 MB file);
 2. pyarrow, where the counter is not built or gave up (described below);
-3. the strict per-line reader, for a piece that either finds doubtful.
+3. the strict per-line reader, for a piece that both give up on.
 
 The pyarrow layer parses with a schema of only the fields the aggregates need
 (``BULK_SCHEMA``). The byte checks
@@ -275,7 +275,7 @@ def _columnar(
     if end <= start:
         return ColumnarChunk(0, [], [], [], {}, [], None, None, set())
     limit = max_year if max_year is not None else time.gmtime().tm_year + 1
-    counted = _counted(data, start, end, bucket_seconds, limit, keys)
+    counted = count_in_c(data, start, end, bucket_seconds, limit, keys)
     if counted is not None:
         return counted
     view = np.frombuffer(data, np.uint8, end - start, start)
@@ -407,7 +407,7 @@ def _columnar(
     )
 
 
-def _counted(
+def count_in_c(
     data: bytes | bytearray,
     start: int,
     end: int,

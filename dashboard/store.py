@@ -197,7 +197,7 @@ def record_fields(record: Record) -> LineFields:
     return ts, kind, record.get("symbol") or "", detail, record.get("trace_id"), requested, capped
 
 
-def _quick_fields(lines: list[bytes], max_year: int) -> list[LineFields | None]:
+def line_fields(lines: list[bytes], max_year: int) -> list[LineFields | None]:
     """The LineFields of each line, read by the C field reader (no dict per record), or
     None where the line must be parsed and validated as usual (TrailFollower's quick)."""
     assert native.bulk is not None
@@ -432,7 +432,7 @@ class TrailStore:
         self._follower = TrailFollower(
             self.audit_dir,
             on_reset=self._on_reset,
-            quick=_quick_fields if native.bulk is not None else None,
+            quick=line_fields if native.bulk is not None else None,
         )
         self._stats: ReadStats = self._follower.stats
         self._checker = _ChainChecker(key)

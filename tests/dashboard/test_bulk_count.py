@@ -19,7 +19,7 @@ from bot.audit import native
 from bot.audit.reader import parse_line
 from dashboard import history
 from dashboard.history import CAPPED, HEARTBEAT, parse_lines
-from dashboard.store import _quick_fields, epoch_seconds, record_detail, record_fields
+from dashboard.store import epoch_seconds, line_fields, record_detail, record_fields
 from tests.audit.conftest import FakeClock
 
 if native.bulk is None and os.environ.get("AUDIT_NATIVE_REQUIRED") == "1":
@@ -59,7 +59,7 @@ def truth(lines: list[bytes]) -> dict[str, Any] | None:
 
 def counted(lines: list[bytes]) -> dict[str, Any] | None:
     data = b"".join(line + b"\n" for line in lines)
-    chunk = history._counted(data, 0, len(data), 60, MAX_YEAR, {})
+    chunk = history.count_in_c(data, 0, len(data), 60, MAX_YEAR, {})
     if chunk is None:
         return None
     counts: Counter[tuple[int, tuple[str, str, str]]] = Counter()
@@ -95,7 +95,7 @@ def sample(tmp_path: Path, make_trail: Callable[..., FakeClock]) -> list[bytes]:
 def fields_agree(lines: list[bytes]) -> int:
     """How many lines the field reader read, each checked against the exact path."""
     read = 0
-    for line, fields in zip(lines, _quick_fields(lines, MAX_YEAR), strict=True):
+    for line, fields in zip(lines, line_fields(lines, MAX_YEAR), strict=True):
         if fields is not None:
             record = parse_line(line, MAX_YEAR)
             assert not isinstance(record, str), (line, record)
@@ -200,7 +200,7 @@ def test_edge_lines_are_counted_right_or_given_up(sample: list[bytes], case: str
 
 def test_blank_and_unterminated_lines_are_given_up(sample: list[bytes]) -> None:
     data = b"\n".join(sample[:4]) + b"\n"
-    assert history._counted(data, 0, len(data), 60, MAX_YEAR, {}) is not None
-    assert history._counted(data + b"\n", 0, len(data) + 1, 60, MAX_YEAR, {}) is None
-    assert history._counted(data[:-1], 0, len(data) - 1, 60, MAX_YEAR, {}) is None
-    assert history._counted(data, 0, len(data), 60, 2020, {}) is None  # a year past max_year
+    assert history.count_in_c(data, 0, len(data), 60, MAX_YEAR, {}) is not None
+    assert history.count_in_c(data + b"\n", 0, len(data) + 1, 60, MAX_YEAR, {}) is None
+    assert history.count_in_c(data[:-1], 0, len(data) - 1, 60, MAX_YEAR, {}) is None
+    assert history.count_in_c(data, 0, len(data), 60, 2020, {}) is None  # a year past max_year
