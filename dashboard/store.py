@@ -184,9 +184,7 @@ detail, trace_id, requested and capped quantity of a capped record, else 0.0).""
 
 def record_fields(record: Record) -> LineFields:
     """The LineFields of a parsed record; ValueError for an impossible timestamp."""
-    stamp: str = record["timestamp"]
-    base = _MINUTES.get(stamp[:16])  # epoch_seconds, inlined: the live path
-    ts = epoch_seconds(stamp) if base is None else base + float(stamp[17:-1])
+    ts = epoch_seconds(record["timestamp"])
     kind: str = record["event_type"]
     requested = capped = 0.0
     if kind == CAPPED:

@@ -19,7 +19,7 @@ from bot.audit import native
 from bot.audit.reader import parse_line
 from dashboard import history
 from dashboard.history import CAPPED, HEARTBEAT, parse_lines
-from dashboard.store import epoch_seconds, line_fields, record_detail, record_fields
+from dashboard.store import line_fields, record_fields
 from tests.audit.conftest import FakeClock
 
 if native.bulk is None and os.environ.get("AUDIT_NATIVE_REQUIRED") == "1":
@@ -40,11 +40,10 @@ def truth(lines: list[bytes]) -> dict[str, Any] | None:
         if isinstance(record, str):
             return None
         try:
-            ts = epoch_seconds(record["timestamp"])
+            ts, kind, symbol, detail, _, requested, capped_quantity = record_fields(record)
         except ValueError:
             return None
-        kind, symbol = record["event_type"], record.get("symbol") or ""
-        counts[int(ts // 60), (kind, symbol, record_detail(kind, record))] += 1
+        counts[int(ts // 60), (kind, symbol, detail)] += 1
         last = ts if last is None else max(last, ts)
         if kind == HEARTBEAT:
             beat = ts if beat is None else max(beat, ts)
@@ -53,7 +52,7 @@ def truth(lines: list[bytes]) -> dict[str, Any] | None:
             quantities = [extra.get(name) for name in ("requested_quantity", "capped_quantity")]
             if any(type(q) not in (int, float, type(None)) for q in quantities):
                 return None  # the per-line path reads 0.0 where pyarrow fails: both give up
-            capped.append((round(ts, 6), symbol, *(float(q or 0) for q in quantities)))
+            capped.append((round(ts, 6), symbol, requested, capped_quantity))
     return {"counts": counts, "capped": capped, "last": last, "beat": beat}
 
 

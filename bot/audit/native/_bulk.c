@@ -482,6 +482,19 @@ timestamp_us(Span t, int min_year, int max_year)
     return seconds * 1000000LL + us;
 }
 
+/* The line [start, end) read into `f`: the record's microseconds since the epoch when it
+ * is a usable record (reader.validate's checks, but for the event type's being known),
+ * else -1. */
+static long long
+usable_record(const char *start, const char *end, Fields *f, int min_year, int max_year)
+{
+    Cur c = {start, end, 0};
+    read_record(&c, f);
+    if (c.bad || !f->has_operation || f->event_type.p == NULL || f->timestamp.p == NULL)
+        return -1;
+    return timestamp_us(f->timestamp, min_year, max_year);
+}
+
 /* ------------------------------------------------------------------ counting */
 
 typedef struct {
@@ -700,12 +713,8 @@ count(PyObject *self, PyObject *args)
             gave_up = 1;  /* no newline, an empty or an over-long line */
             break;
         }
-        Cur c = {p, nl, 0};
         Fields f;
-        read_record(&c, &f);
-        long long us = c.bad || !f.has_operation || f.event_type.p == NULL || f.timestamp.p == NULL
-                           ? -1
-                           : timestamp_us(f.timestamp, min_year, max_year);
+        long long us = usable_record(p, nl, &f, min_year, max_year);
         int kind = us < 0 ? -1 : kind_index(k, f.event_type);
         Span symbol = f.symbol.p ? f.symbol : NONE;
         int at = kind < 0 ? -1 : key_index(k, kind, symbol, detail_of(&roles, &f));
@@ -838,12 +847,10 @@ fields(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "lines must be bytes");
             goto failed;
         }
-        Cur c = {PyBytes_AS_STRING(line), PyBytes_AS_STRING(line) + PyBytes_GET_SIZE(line), 0};
+        const char *start = PyBytes_AS_STRING(line);
         Fields f;
-        read_record(&c, &f);
-        long long us = c.bad || !f.has_operation || f.event_type.p == NULL || f.timestamp.p == NULL
-                           ? -1
-                           : timestamp_us(f.timestamp, min_year, max_year);
+        long long us = usable_record(start, start + PyBytes_GET_SIZE(line), &f, min_year,
+                                     max_year);
         if (us < 0) {
             PyList_SET_ITEM(out, i, Py_NewRef(Py_None));
             continue;
