@@ -17,6 +17,7 @@ class EventCategory(StrEnum):
     LIFECYCLE = "lifecycle"
     INTEGRITY = "integrity"
     ALERT = "alert"
+    CONTROL = "control"
 
 
 class AuditEventType(StrEnum):
@@ -48,6 +49,8 @@ class AuditEventType(StrEnum):
     AUDIT_GAP = "audit_gap"
     ALERT_FIRED = "alert_fired"
     ALERT_RESOLVED = "alert_resolved"
+    TRADING_STATE_CHANGED = "trading_state_changed"
+    PROTECTION_TRIGGERED = "protection_triggered"
 
     @property
     def category(self) -> EventCategory:
@@ -81,6 +84,7 @@ CATEGORY_OF: dict[AuditEventType, EventCategory] = {
         (_E.AUDIT_CHECKPOINT, _E.AUDIT_RECOVERED, _E.AUDIT_GAP), EventCategory.INTEGRITY
     ),
     **dict.fromkeys((_E.ALERT_FIRED, _E.ALERT_RESOLVED), EventCategory.ALERT),
+    **dict.fromkeys((_E.TRADING_STATE_CHANGED, _E.PROTECTION_TRIGGERED), EventCategory.CONTROL),
 }
 
 EVENT_TYPE_VALUES: frozenset[str] = frozenset(e.value for e in AuditEventType)
