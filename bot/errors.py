@@ -12,8 +12,10 @@ the port boundary, so trading code never sees ``binance.exceptions`` or
         │   └── ClockSkewError         -1021: resynchronise the clock offset, then retry
         ├── UnknownOutcomeError        order POST may or may not have happened: query by
         │                              client order id, never blindly resend
-        └── VenueRejectedError         the venue said no (``code``/``message`` unchanged):
-                                       do not retry
+        ├── VenueRejectedError         the venue said no (``code``/``message`` unchanged):
+        │                              do not retry
+        └── OrderRefusedError          our own trading state refused it before sending
+                                       (SPEC §11): not sent, do not retry
 """
 
 from __future__ import annotations
@@ -96,3 +98,17 @@ class VenueRejectedError(ExchangeError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class OrderRefusedError(ExchangeError):
+    """The bot's trading state (SPEC §11) refused the order before it was sent.
+
+    Nothing reached the venue; do not retry. ``reason`` is the stable code
+    recorded with the refusal (``trading_halted``, ``trading_reducing``,
+    ``order_rate_limit``). It is an ExchangeError so that every path that gives
+    up on an order (unwinding a trade, a protective close) handles it as one.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason

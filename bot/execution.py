@@ -36,6 +36,7 @@ from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
 from bot.errors import (
     ClockSkewError,
     ExchangeError,
+    OrderRefusedError,
     RateLimitError,
     TemporaryExchangeError,
     UnknownOutcomeError,
@@ -54,6 +55,9 @@ from bot.models import (
 )
 
 T = TypeVar("T")
+
+OrderGate = Callable[[OrderRequest], OrderRefusedError | None]
+"""Asked before every order is sent: ``None`` lets it go; an error refuses it (SPEC §11)."""
 
 log = logging.getLogger("bot.execution")
 
@@ -162,8 +166,10 @@ class OrderExecutionManager:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         asset: str = "USDT",
+        gate: OrderGate | None = None,
     ) -> None:
         self.exchange = exchange
+        self._gate = gate
         self.leverage = leverage
         self.margin_type = margin_type
         self._audit = audit
@@ -333,7 +339,7 @@ class OrderExecutionManager:
         start trading next to an unprotected position.
         """
         position = self._read("get_position", symbol, lambda: self.exchange.position(symbol))
-        orders = self._read("get_open_orders", symbol, lambda: self.exchange.open_orders(symbol))
+        orders = self.open_orders(symbol)
         ours = [o for o in orders if parse_client_order_id(o.client_order_id) is not None]
         protected = position.is_protected_by(orders)
         if position.is_open:
@@ -385,7 +391,7 @@ class OrderExecutionManager:
         try:
             entry = self._place("place_entry_order", entry_req)
         except OrderFailed as failed:
-            if isinstance(failed.error, VenueRejectedError):
+            if isinstance(failed.error, (VenueRejectedError, OrderRefusedError)):
                 return self._failed(failed.error)  # definitively not placed: nothing to unwind
             return self._unwind(signal, trace_id, failed.error, placed=[])
 
@@ -466,6 +472,20 @@ class OrderExecutionManager:
             protective_close=closed,
         )
 
+    def close_position(self, position: Position, trace_id: str, operation: str) -> OrderResult:
+        """Close the whole open position reduce-only at market (``<trace>-x``), e.g. to flatten.
+
+        Raises the ExchangeError that stopped it (already audited).
+        """
+        try:
+            return self._close_at_market(position, trace_id, operation)
+        except OrderFailed as failed:
+            raise failed.error from None
+
+    def open_orders(self, symbol: str) -> list[OrderResult]:
+        """Every open order of the symbol at the venue, regular and algo (not audited: a read)."""
+        return self._read("get_open_orders", symbol, lambda: self.exchange.open_orders(symbol))
+
     def _close_at_market(self, position: Position, trace_id: str, operation: str) -> OrderResult:
         """The protective close: the whole position, reduce-only MARKET ``<trace>-x``."""
         side = position.side
@@ -504,6 +524,17 @@ class OrderExecutionManager:
 
     def _place(self, operation: str, request: OrderRequest) -> OrderResult:
         """Send one order until placed, rejected, or out of attempts; never duplicate it."""
+        refused = self._gate(request) if self._gate is not None else None
+        if refused is not None:  # denied by our own controls: a risk decision, not the venue's
+            self._audit.log_risk_rejection(
+                request.symbol,
+                refused.reason,
+                str(refused),
+                "trading_state",
+                request.as_audit(),
+                operation=operation,
+            )
+            raise OrderFailed(refused)
         attempt = 1
         while True:
             result: OrderResult | None
