@@ -9,6 +9,10 @@ SIGINT/SIGTERM set a stop flag; the feed returns, ``bot_stopped`` is written
 and the logger closes, so no audit line is ever torn. Exit codes: 0 clean
 stop (signal, or the replayed data ended), 1 runtime failure, 2 bad
 configuration (nothing traded).
+
+``python -m bot control ...`` is the operator's side of the control channel
+(:mod:`bot.control.cli`); the bot's side (trading state, protections, the
+control socket) is wired here too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,19 @@ from dataclasses import dataclass
 from types import FrameType
 
 from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger
-from bot.config import Settings, load_settings
+from bot.config import Settings, duration_seconds, load_settings
+from bot.control.desk import ControlDesk
+from bot.control.guard import EntryGuard
+from bot.control.protections import (
+    PreTradeLimits,
+    Protections,
+    ProtectionSettings,
+    StoplossGuard,
+    next_utc_midnight,
+)
+from bot.control.restore import read_back, replay
+from bot.control.server import ControlServer
+from bot.control.state import TradingControl
 from bot.engine import TradingEngine
 from bot.errors import ConfigError, ExchangeError
 from bot.exchange.base import Exchange
@@ -35,6 +51,7 @@ from bot.market.sim import SimulatedMarket
 from bot.models import Candle, MarginType
 from bot.risk import RiskLimits, RiskManager
 from bot.strategy import EmaCrossStrategy
+from bot.supervisor import ProtectionSupervisor
 
 log = logging.getLogger("bot")
 
@@ -107,6 +124,44 @@ def build_venue(settings: Settings, audit: AuditLogger) -> Venue:
     return Venue(exchange, feed, symbols, intervals, sinks)
 
 
+def _seconds(text: str | None) -> float | None:
+    return None if text is None else duration_seconds(text)
+
+
+def build_guard(settings: Settings, audit: AuditLogger) -> EntryGuard:
+    """The trading state, protections and pre-trade limits of SPEC §11 from ``[protections]``
+    and ``[limits]``."""
+    count = settings["protections.stoploss_guard.count"]
+    protections = ProtectionSettings(
+        daily_loss_limit_percent=settings["protections.daily_loss_limit_percent"],
+        max_drawdown_percent=settings["protections.max_drawdown_percent"],
+        stoploss_guard=None
+        if count is None
+        else StoplossGuard(
+            count=count,
+            window=duration_seconds(settings["protections.stoploss_guard.window"]),
+            lock=duration_seconds(settings["protections.stoploss_guard.lock"]),
+        ),
+        cooldown=_seconds(settings["protections.cooldown"]),
+    )
+    limits = PreTradeLimits(
+        max_order_notional=settings["limits.max_order_notional"],
+        price_collar_percent=settings["limits.price_collar_percent"],
+        max_orders_per_minute=settings["limits.max_orders_per_minute"],
+    )
+    control = TradingControl(audit, max_orders_per_minute=limits.max_orders_per_minute)
+    return EntryGuard(control, Protections(protections), limits, audit)
+
+
+def restore_controls(guard: EntryGuard, audit_dir: str) -> None:
+    """Take the state and the protections' inputs back from the trail; record the start state."""
+    now = time.time()
+    since = min(now - guard.protections.settings.horizon, next_utc_midnight(now) - 86_400)
+    found = read_back(audit_dir, since=since)
+    replay(guard.protections, found.records)
+    guard.control.start(found.state)
+
+
 class Bot:
     """The wired components of one run."""
 
@@ -114,6 +169,7 @@ class Bot:
         self.settings = settings
         self.audit = audit
         self.venue = build_venue(settings, audit)
+        self.guard = build_guard(settings, audit)
         self.execution = OrderExecutionManager(
             self.venue.exchange,
             audit,
@@ -123,7 +179,9 @@ class Bot:
                 max_attempts=settings["execution.max_attempts"],
                 backoff_base=settings["execution.backoff_base_seconds"],
                 backoff_max=settings["execution.backoff_max_seconds"],
+                resolve_window=settings["execution.unknown_outcome_seconds"],
             ),
+            gate=self.guard.control,
         )
         self.engine = TradingEngine(
             strategy=EmaCrossStrategy(
@@ -140,24 +198,48 @@ class Bot:
                     leverage=settings["risk.leverage"],
                 ),
                 audit,
+                self.guard,
             ),
             execution=self.execution,
             audit=audit,
         )
         self.venue.on_candle.append(self.engine.on_candle)
+        self.supervisor = ProtectionSupervisor(
+            self.execution,
+            audit,
+            self.venue.symbols,
+            interval=settings["execution.protection_check_seconds"],
+        )
+        self._supervisor_stop = threading.Event()
+        self._supervisor_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Clock, symbol setup, reconciliation and backfill (SPEC §3).
 
-        Raises ExchangeError on failure.
+        Raises ExchangeError on failure, ConfigError for an account mode the bot
+        does not trade (before any order). What a previous run left is made safe
+        before margin type and leverage are set (they may be refused while a
+        position is open); the protection supervisor (testnet/live: the paper
+        book cannot lose a stop) runs from then on.
         """
         venue = self.venue
         if self.settings["mode"] != "paper":
             offset = venue.exchange.sync_clock()
             log.info("clock offset to %s: %d ms", venue.exchange.name, offset)
+        self.execution.check_account_modes()
+        for symbol in venue.symbols:
+            self.execution.filters(symbol)
+        self.engine.reconcile_at_startup(venue.symbols)
         for symbol in venue.symbols:
             self.execution.configure_symbol(symbol)
-        self.engine.reconcile_at_startup(venue.symbols)
+        if self.settings["mode"] != "paper":
+            self._supervisor_thread = threading.Thread(
+                target=self.supervisor.run,
+                args=(self._supervisor_stop,),
+                name="protection-supervisor",
+                daemon=True,
+            )
+            self._supervisor_thread.start()
         pairs = [(s, i) for s in venue.symbols for i in venue.intervals]
         for n, (symbol, interval) in enumerate(pairs, start=1):
             candles = venue.feed.backfill(symbol, interval, self.settings["backfill"])
@@ -171,6 +253,8 @@ class Bot:
         venue.exchange.subscribe_order_updates(
             self.engine.on_order_update, on_connected=self.engine.recover_missed_updates
         )
+        if self._supervisor_thread is not None:
+            venue.exchange.subscribe_order_updates(self.supervisor.on_order_update)
 
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop`` is set or the feed ends, with heartbeats meanwhile."""
@@ -191,6 +275,10 @@ class Bot:
             beat.join(timeout=5)
 
     def close(self) -> None:
+        self._supervisor_stop.set()
+        self.supervisor.wake()
+        if self._supervisor_thread is not None:
+            self._supervisor_thread.join(timeout=30)
         self.venue.feed.close()
         self.venue.exchange.close()
 
@@ -202,6 +290,11 @@ class Bot:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["control"]:
+        from bot.control.cli import main as control_main
+
+        return control_main(args[1:])
     try:
         settings = load_settings(argv)
     except ConfigError as exc:
@@ -265,6 +358,15 @@ def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received
         settings["audit_dir"],
     )
     reason, code = "signal", 0
+    restore_controls(bot.guard, settings["audit_dir"])
+    desk = ControlDesk(bot.guard, bot.execution, bot.venue.symbols)
+    control = ControlServer(settings["audit_dir"], desk.handle)
+    try:
+        control.start()
+    except OSError as exc:  # commands are how an operator stops it: no trading without them
+        print(f"python -m bot: cannot open the control socket: {exc}", file=sys.stderr)
+        stop.set()
+        reason, code = "control_socket_unavailable", 1
     try:
         if not stop.is_set():
             bot.start()
@@ -275,10 +377,14 @@ def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received
     except ExchangeError as exc:
         log.error("stopping: %s", exc)
         reason, code = f"exchange_error: {type(exc).__name__}", 1
+    except ConfigError as exc:  # e.g. an account mode the bot does not trade
+        print(f"python -m bot: configuration error: {exc}", file=sys.stderr)
+        reason, code = f"configuration_error: {exc}", 2
     except Exception:
         log.exception("stopping on an unexpected error")
         reason, code = "internal_error", 1
     finally:
+        control.close()
         bot.close()
         audit.checkpoint()  # seals the run, so that bot_stopped is the trail's last record
         audit.log_event(

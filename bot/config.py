@@ -54,6 +54,26 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
+def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """Off (``None``) unless set; when set, ``rule`` applies."""
+    return lambda v: v is None or rule(v)
+
+
+_DURATION_RE = re.compile(r"^(?:\d+[smhd])+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a duration such as ``30s``, ``15m``, ``1h30m`` (as alert rules write them)."""
+    if not _DURATION_RE.match(text):
+        raise ValueError(f"{text!r} is not a duration")
+    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)([smhd])", text)))
+
+
+def _is_duration(text: str) -> bool:
+    return bool(_DURATION_RE.match(text)) and duration_seconds(text) > 0
+
+
 def _all(rule: Callable[[str], bool], *, max_items: int = 50) -> Callable[[Any], bool]:
     return lambda v: 0 < len(v) <= max_items and len(set(v)) == len(v) and all(map(rule, v))
 
@@ -115,6 +135,72 @@ KEYS: tuple[Key, ...] = (
     Key("execution.max_attempts", int, 4, "integer 1..10", _between(1, 10)),
     Key("execution.backoff_base_seconds", float, 0.5, "number 0..60", _between(0, 60)),
     Key("execution.backoff_max_seconds", float, 8.0, "number 0..300", _between(0, 300)),
+    Key("execution.protection_check_seconds", float, 10.0, "number 0.1..300", _between(0.1, 300)),
+    Key("execution.unknown_outcome_seconds", float, 30.0, "number 0..600", _between(0, 600)),
+    # SPEC §11 protections and pre-trade limits: each off unless set
+    Key(
+        "protections.daily_loss_limit_percent",
+        float,
+        None,
+        "number > 0 and <= 100 (% of the day's starting balance)",
+        _optional(_above_zero(100)),
+    ),
+    Key(
+        "protections.max_drawdown_percent",
+        float,
+        None,
+        "number > 0 and <= 100 (% below the equity peak)",
+        _optional(_above_zero(100)),
+    ),
+    Key(
+        "protections.stoploss_guard.count",
+        int,
+        None,
+        "integer 1..1000 (stop-loss exits on one symbol)",
+        _optional(_between(1, 1000)),
+    ),
+    Key(
+        "protections.stoploss_guard.window",
+        str,
+        None,
+        "a duration like '30m', '4h'",
+        _optional(_is_duration),
+    ),
+    Key(
+        "protections.stoploss_guard.lock",
+        str,
+        None,
+        "a duration like '1h'",
+        _optional(_is_duration),
+    ),
+    Key(
+        "protections.cooldown",
+        str,
+        None,
+        "a duration like '5m' (no entry on a symbol after an exit)",
+        _optional(_is_duration),
+    ),
+    Key(
+        "limits.max_order_notional",
+        float,
+        None,
+        "number > 0 (quote currency, e.g. USDT)",
+        _optional(lambda v: v > 0),
+    ),
+    Key(
+        "limits.price_collar_percent",
+        float,
+        None,
+        "number > 0 and <= 100 (entry vs last price)",
+        _optional(_above_zero(100)),
+    ),
+    Key(
+        "limits.max_orders_per_minute",
+        int,
+        None,
+        "integer 3..100000 (an entry sends 3 orders)",
+        _optional(_between(3, 100_000)),
+    ),
 )
 _BY_NAME = {k.name: k for k in KEYS}
 _SECTIONS = sorted({k.name.split(".")[0] for k in KEYS if "." in k.name})
@@ -198,7 +284,11 @@ def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
                     f"{name}: unknown section in {source} (allowed: {', '.join(_SECTIONS)})"
                 )
             for sub, inner in value.items():
-                flat[f"{name}.{sub}"] = inner
+                if isinstance(inner, dict):  # a table inside a section: protections.stoploss_guard
+                    for leaf, item in inner.items():
+                        flat[f"{name}.{sub}.{leaf}"] = item
+                else:
+                    flat[f"{name}.{sub}"] = inner
         else:
             flat[name] = value
     for name in flat:
@@ -248,6 +338,12 @@ def _check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> s
     if parts.query or parts.fragment:
         raise ConfigError(f"{name}: {url!r} must not have a query or fragment")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def default_audit_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The audit directory when none is given: ``AUDIT_DIR`` or ``logs/audit``."""
+    env = os.environ if environ is None else environ
+    return env.get("AUDIT_DIR") or str(_BY_NAME["audit_dir"].default)
 
 
 def load_settings(
@@ -336,6 +432,12 @@ def _check_combinations(values: Mapping[str, Any], live_confirmed: bool) -> None
         raise ConfigError(
             f"strategy.slow_period: {values['strategy.slow_period']} is not allowed "
             f"(allowed: above strategy.fast_period, {values['strategy.fast_period']})"
+        )
+    guard = [f"protections.stoploss_guard.{k}" for k in ("count", "window", "lock")]
+    if any(values[k] is not None for k in guard) and any(values[k] is None for k in guard):
+        missing = ", ".join(k for k in guard if values[k] is None)
+        raise ConfigError(
+            f"protections.stoploss_guard: needs count, window and lock ({missing} unset)"
         )
     if values["execution.backoff_max_seconds"] < values["execution.backoff_base_seconds"]:
         raise ConfigError(

@@ -72,6 +72,7 @@ class TradingEngine:
         self._lock = threading.RLock()
         self._finished: OrderedDict[str, None] = OrderedDict()  # client ids already reported
         self._open: dict[str, str] = {}  # client id -> symbol of the TP/SL followed
+        self._last_price: dict[str, float] = {}  # symbol -> last close, for the price collar
         self._started = time.monotonic()
         self.last_candle_close_time = 0
         self.stats = EngineStats()
@@ -94,6 +95,7 @@ class TradingEngine:
             history.append(candle)
             self.stats.candles += 1
             self.last_candle_close_time = candle.close_time
+            self._last_price[candle.symbol] = candle.close
             signal = self._strategy.evaluate(tuple(history))
             if signal is None:
                 return
@@ -154,6 +156,10 @@ class TradingEngine:
             if update.status is OrderStatus.FILLED:
                 self._remember(update.client_order_id)
                 self.stats.fills += 1
+                if self._risk.guard is not None:  # protections count PnL from our own fills
+                    self._risk.guard.on_fill(
+                        update.symbol, role, update.realized_pnl, update.commission
+                    )
                 self._audit.log_event(
                     AuditEventType.ORDER_FILLED,
                     operation,
@@ -178,6 +184,8 @@ class TradingEngine:
 
     def heartbeat(self) -> None:
         """Proof of life, so a silent bot is visible on the dashboard."""
+        if self._risk.guard is not None:
+            self._risk.guard.control.expire()  # a protection's end is recorded without a signal
         s = self.stats
         self._audit.log_event(
             AuditEventType.HEARTBEAT,
@@ -221,7 +229,9 @@ class TradingEngine:
             return
         position = self._position_or_none(signal.symbol)
         balance = self._balance_or_none()
-        passed = self._risk.validate_risk(signal, position, balance, filters)
+        passed = self._risk.validate_risk(
+            signal, position, balance, filters, self._last_price.get(signal.symbol)
+        )
         if not passed or balance is None:  # validate_risk rejects a missing balance
             self.stats.risk_rejections += 1
             return

@@ -5,6 +5,10 @@ so they can be tested as a table; :class:`RiskManager` wraps them and writes
 every outcome to the audit trail (SPEC §4: ``risk_validation`` /
 ``risk_rejection`` / ``position_size_capped`` / ``position_size_calculated``).
 
+Before any of its own checks it asks the :class:`~bot.control.guard.EntryGuard`
+(when one is wired): the trading state first (SPEC §11), then protections; after
+sizing, the pre-trade limits.
+
 Sizing rule: risk ``risk_percent`` of the available balance between entry
 and stop-loss, but never more notional than ``max_position_percent`` of the
 balance times leverage (so the margin used stays within that percentage).
@@ -14,9 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.audit import AuditEventType, AuditLogger
 from bot.models import Balance, Position, Signal, SignalType, SymbolFilters
+
+if TYPE_CHECKING:
+    from bot.control.guard import EntryGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +158,12 @@ def check_signal(
 class RiskManager:
     """Audited risk decisions; one per bot, sharing the process's AuditLogger."""
 
-    def __init__(self, limits: RiskLimits, audit: AuditLogger) -> None:
+    def __init__(
+        self, limits: RiskLimits, audit: AuditLogger, guard: EntryGuard | None = None
+    ) -> None:
         self.limits = limits
         self._audit = audit
+        self.guard = guard
 
     def validate_risk(
         self,
@@ -160,9 +171,21 @@ class RiskManager:
         position: Position | None,
         balance: Balance | None,
         filters: SymbolFilters,
+        last_price: float | None = None,
     ) -> bool:
-        """True when the signal may trade; either way the outcome is audited."""
-        rejection = check_signal(signal, position, balance, self.limits, filters)
+        """True when the signal may trade; either way the outcome is audited.
+
+        ``last_price``: the symbol's last market price, for the price collar.
+        """
+        rejection = self._guard_first(signal, balance)
+        if rejection is None:
+            rejection = check_signal(signal, position, balance, self.limits, filters)
+        if rejection is None and self.guard is not None and balance is not None:
+            sized = size_position(signal, balance.available_balance, self.limits, filters)
+            if isinstance(sized, PositionSize):
+                rejection = self.guard.limits_refusal(
+                    sized.quantity * sized.entry_price, sized.entry_price, last_price
+                )
         if rejection is not None:
             self._audit.log_risk_rejection(
                 signal.symbol,
@@ -184,6 +207,9 @@ class RiskManager:
             },
         )
         return True
+
+    def _guard_first(self, signal: Signal, balance: Balance | None) -> RiskRejection | None:
+        return None if self.guard is None else self.guard.before_entry(signal.symbol, balance)
 
     def calculate_position_size(
         self, signal: Signal, balance: Balance, filters: SymbolFilters
