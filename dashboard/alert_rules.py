@@ -114,23 +114,34 @@ class Rule:
     repeat: float = 0.0  # 0: never re-notify
     symbol: str | None = None
     stale_after: float = DEFAULT_STALE_AFTER
+    bot: str | None = None  # None: evaluated for each bot separately
+    action: str | None = None  # circuit breaker (SPEC §11): "reduce" or "halt" when it fires
+    resume_on_resolve: bool = False  # back to active when it resolves (if nothing else changed)
 
     @property
     def is_staleness(self) -> bool:
         return self.metric == STALENESS
 
     def describe(self) -> str:
-        """One line for humans: what the rule watches and when it fires."""
+        """One line for humans: what the rule watches, when it fires, what it does to the bot."""
         if self.is_staleness:
-            return f"no record or heartbeat for more than {format_duration(self.stale_after)}"
-        scope = f" for {self.symbol}" if self.symbol else ""
-        return (
-            f"{self.metric}{scope} over {format_duration(self.window)} above "
-            f"{self.fire_above:g} (clears below {self.clear_below:g})"
-        )
+            what = f"no record or heartbeat for more than {format_duration(self.stale_after)}"
+        else:
+            scope = f" for {self.symbol}" if self.symbol else ""
+            what = (
+                f"{self.metric}{scope} over {format_duration(self.window)} above "
+                f"{self.fire_above:g} (clears below {self.clear_below:g})"
+            )
+        if self.bot is not None:
+            what += f" on bot {self.bot}"
+        if self.action is not None:
+            what += f"; then {self.action}s the bot"
+            what += ", resumed when it resolves" if self.resume_on_resolve else ""
+        return what
 
 
-_COMMON_KEYS = {"name", "metric", "pending", "repeat"}
+ACTIONS = ("reduce", "halt")
+_COMMON_KEYS = {"name", "metric", "pending", "repeat", "bot", "action", "resume_on_resolve"}
 _RATE_KEYS = _COMMON_KEYS | {
     "window",
     "fire_above",
@@ -220,6 +231,18 @@ def _parse_rule(table: dict[str, Any], where: str) -> Rule:
 
     pending = duration("pending", "0s", positive=False)
     repeat = duration("repeat", "0s", positive=False)
+    bot = table.get("bot")
+    if bot is not None and (not isinstance(bot, str) or not bot.strip()):
+        raise fail("bot", f"must be a bot id such as 'bot', not {bot!r}")
+    action = table.get("action")
+    if action is not None and action not in ACTIONS:
+        raise fail("action", f"must be one of {', '.join(ACTIONS)}, not {action!r}")
+    resume = table.get("resume_on_resolve", False)
+    if not isinstance(resume, bool):
+        raise fail("resume_on_resolve", f"must be true or false, not {resume!r}")
+    if resume and action is None:
+        raise fail("resume_on_resolve", "needs an action to undo (action = 'reduce' or 'halt')")
+    breaker: dict[str, Any] = {"bot": bot, "action": action, "resume_on_resolve": resume}
     if metric == STALENESS:
         stale_after = duration("stale_after", None, positive=True)
         return Rule(
@@ -230,6 +253,7 @@ def _parse_rule(table: dict[str, Any], where: str) -> Rule:
             pending=pending,
             repeat=repeat,
             stale_after=stale_after,
+            **breaker,
         )
 
     def ratio(key: str, default: float | None) -> float:
@@ -271,6 +295,7 @@ def _parse_rule(table: dict[str, Any], where: str) -> Rule:
         repeat=repeat,
         symbol=symbol,
         stale_after=duration("stale_after", "3m", positive=True),
+        **breaker,
     )
 
 

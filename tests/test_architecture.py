@@ -15,7 +15,7 @@ CONFINED = {
     "binance": {"bot/exchange/binance.py", "bot/market/binance.py"},
     "streamlit": {"dashboard/app.py"},
     "plotly": {"dashboard/charts.py"},
-    "watchdog": {"dashboard/store.py"},
+    "watchdog": {"dashboard/ingest.py"},
 }
 
 
@@ -61,12 +61,37 @@ def test_audit_package_imports_nothing_else_of_the_bot() -> None:
     assert offenders == []
 
 
+# The circuit breakers (SPEC §11) talk to the bot over its control channel's protocol module.
+DASHBOARD_MAY_IMPORT = {"bot.control.protocol"}
+
+
 def test_dashboard_reads_the_bot_only_through_the_audit_package() -> None:
     offenders = [
         (rel(p), m)
         for p in SOURCES
         if rel(p).startswith("dashboard/")
         for m in imported_modules(p)
-        if (m == "bot" or m.startswith("bot.")) and not m.startswith("bot.audit")
+        if (m == "bot" or m.startswith("bot."))
+        and not m.startswith("bot.audit")
+        and m not in DASHBOARD_MAY_IMPORT
+        and not any(
+            m == pkg and names <= {mod.rpartition(".")[2] for mod in DASHBOARD_MAY_IMPORT}
+            for pkg, names in imported_names(p)
+        )
     ]
     assert offenders == []
+
+
+def imported_names(path: Path) -> list[tuple[str, set[str]]]:
+    """(module, names) of every ``from module import names``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        (node.module, {alias.name for alias in node.names})
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    ]
+
+
+def test_the_control_protocol_needs_nothing_but_the_standard_library() -> None:
+    modules = imported_modules(ROOT / "bot/control/protocol.py")
+    assert not [m for m in modules if m == "bot" or m.startswith(("bot.", "dashboard"))], modules
