@@ -2,8 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/audit_write.py [--records 200000] [--dir DIR]
 
-(a) our AuditLogger (hash chain, write(2) before returning, batched fdatasync), with its
-    C accelerator when built; (a') the same logger on its pure-Python reference path
+(a) our AuditLogger (hash chain, write(2) before returning, batched fdatasync); pure Python
 (b) the seed note's style: open, json.dumps, write, close per event
 (c) stdlib logging FileHandler with python-json-logger
 (d) structlog with orjson, writing to a file
@@ -29,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.audit_records import records
-from bot.audit import AuditLogger, native
+from bot.audit import AuditLogger
 
 
 def measure(name: str, recs: list[dict[str, Any]], emit: Callable[[dict[str, Any]], None]) -> dict:
@@ -74,17 +73,8 @@ def main() -> None:
     results = []
 
     audit = AuditLogger(audit_dir=base / "a", fsync_interval=1.0)
-    label = "(a) AuditLogger" + (" (C accelerator)" if native.lib else f" ({native.unavailable})")
-    results.append(measure(label, recs, lambda r: audit.log_event(**r)))
+    results.append(measure("(a) AuditLogger", recs, lambda r: audit.log_event(**r)))
     audit.close()
-
-    built, native.lib = native.lib, None  # loggers created now take the Python path
-    audit = AuditLogger(audit_dir=base / "a-python", fsync_interval=1.0)
-    results.append(
-        measure("(a') AuditLogger, Python reference", recs, lambda r: audit.log_event(**r))
-    )
-    audit.close()
-    native.lib = built
 
     seed_dir = base / "b"
     seed_dir.mkdir()

@@ -5,14 +5,10 @@ tools can depend on it alone.
 """
 
 from bot.audit.events import AuditEventType, EventCategory
-from bot.audit.logger import (
-    AuditDirectoryLocked,
-    AuditLogger,
-    AuditStats,
-    current_trace_id,
-    new_trace_id,
-    trace,
-)
+from bot.audit.logger import AuditLogger
+from bot.audit.startup import AuditDirectoryLocked
+from bot.audit.stats import AuditStats
+from bot.audit.tracing import current_trace_id, new_trace_id, trace
 
 __all__ = [
     "AuditDirectoryLocked",

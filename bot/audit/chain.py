@@ -3,8 +3,8 @@
 One place for the byte-level format so the writer and the verifier cannot drift.
 A sealed line is::
 
-    {"timestamp":"...Z","event_type":"...",<fields...>,"run_id":"<id>","seq":<n>,
-     "prev":"<64 hex>","hash":"<64 hex>"}\\n          (one line on disk)
+    {"timestamp":"...Z","event_type":"...",<fields...>,"bot_id":"<name>","run_id":"<id>",
+     "seq":<n>,"prev":"<64 hex>","hash":"<64 hex>"}\\n          (one line on disk)
 
 `hash` = SHA-256 (or HMAC-SHA256 under ``AUDIT_HMAC_KEY``), lowercase hex, of the
 line's exact bytes up to and including the closing quote of `prev`, followed
@@ -12,21 +12,26 @@ by ``}`` — that is, the record as it would be without its `hash` key. Because
 the hashed bytes embed `prev`, each hash covers the previous hash and the
 record's own bytes. Everything after `prev` has a fixed length, which is what
 lets the verifier check a line with a few byte slices (`TAIL_LEN`).
+The timestamp rule (`timestamp_seconds`) lives here too: every reader calls it.
 See docs/audit-format.md.
 """
 
 from __future__ import annotations
 
+import calendar
 import functools
 import hashlib
 import hmac
 import json
 import re
+import time
 from binascii import hexlify
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 GENESIS_HASH = "0" * 64
+DEFAULT_BOT_ID = "bot"  # SPEC §4: a record's bot when none was configured (or none written)
 FILE_PREFIX = "audit_"
 ALERTS_FILE_PREFIX = "alerts_"  # the alerts process's trail: same format (SPEC §5)
 TRAIL_PREFIXES = (FILE_PREFIX, ALERTS_FILE_PREFIX)
@@ -49,33 +54,45 @@ EVENT_TYPE_AT = len(TIMESTAMP_PREFIX) + TIMESTAMP_LEN + len(EVENT_TYPE_KEY)
 MIN_SEALED_LEN = TAIL_LEN + HASH_LEN + len(PREV_KEY) + len(SEQ_KEY) + 2
 
 
+_sha256 = hashlib.sha256
+
+
 class Sealer:
     """Computes record hashes; keyed (HMAC-SHA256) when a key is given."""
 
     def __init__(self, hmac_key: bytes | None = None) -> None:
         self.keyed = bool(hmac_key)
         self.key = hmac_key or b""
-
-    def digest(self, body: bytes) -> bytes:
+        self.digest: Callable[[bytes], bytes] = (
+            functools.partial(_hmac_hex, self.key) if self.keyed else _sha256_hex
+        )
         """Lowercase hex digest (ASCII bytes) of a record body without its `hash` key."""
-        if self.keyed:
-            return hexlify(hmac.digest(self.key, body, "sha256"))
-        return hexlify(hashlib.sha256(body).digest())
 
     def seal(
         self, open_payload: bytes, run_tag: bytes, seq: int, prev: bytes
     ) -> tuple[bytes, bytes]:
         """Seal ``{"timestamp":...,<fields>`` (no closing brace); return (line, hash).
 
-        ``run_tag`` is ``run_tag(run_id)``, computed once per run. The logger's
-        hot path inlines this same computation, in Python and in native/_chain.c."""
+        ``run_tag`` is ``run_tag(run_id, bot_id)``, computed once per run. The one
+        place a record is sealed: the writer calls it for every record."""
         head = b'%s%s%d,"prev":"%s' % (open_payload, run_tag, seq, prev)
         digest = self.digest(head + LINE_END)
         return b'%s","hash":"%s"}\n' % (head, digest), digest
 
 
-def run_tag(run_id: str) -> bytes:
-    return b',"run_id":%s,"seq":' % json.dumps(run_id).encode()
+def _sha256_hex(body: bytes) -> bytes:
+    return hexlify(_sha256(body).digest())
+
+
+def _hmac_hex(key: bytes, body: bytes) -> bytes:
+    return hexlify(hmac.digest(key, body, "sha256"))
+
+
+def run_tag(run_id: str, bot_id: str | None = None) -> bytes:
+    """The bytes between a record's fields and its seq: ``,"bot_id":..,"run_id":..,"seq":``
+    (``bot_id`` None: a trail written before bot_id existed, as in old files and tests)."""
+    bot = b',"bot_id":%s' % json.dumps(bot_id).encode() if bot_id is not None else b""
+    return b'%s,"run_id":%s,"seq":' % (bot, json.dumps(run_id).encode())
 
 
 def body_of(line: bytes) -> bytes:
@@ -119,6 +136,45 @@ def format_timestamp(epoch_ns: int) -> str:
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
     prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{prefix}.{ns // 1000:06d}Z"
+
+
+def second_prefix(second: int) -> tuple[bytes, str]:
+    """``{"timestamp":"YYYY-MM-DDTHH:MM:SS`` of an epoch second, and its day YYYYMMDD:
+    the writer formats this once per second and appends ``.uuuuuuZ"``."""
+    moment = datetime.fromtimestamp(second, UTC)
+    return TIMESTAMP_PREFIX + moment.strftime("%Y-%m-%dT%H:%M:%S").encode(), moment.strftime(
+        "%Y%m%d"
+    )
+
+
+_TIMESTAMP_RE = re.compile(r"^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$", re.ASCII)
+MIN_YEAR = 2000
+_MINUTES: dict[str, int] = {}  # epoch second of "YYYY-MM-DDTHH:MM" (records share minutes)
+
+
+def timestamp_seconds(stamp: object, max_year: int | None = None) -> float | None:
+    """Epoch seconds of a SPEC §4 timestamp, or None when ``stamp`` is not one.
+
+    The one timestamp check of every reader: ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z`` in ASCII
+    digits, a real calendar minute, seconds below 61 (a leap second), and a year from
+    MIN_YEAR to ``max_year`` (default: next year, so a clock far in the future is caught)."""
+    if not isinstance(stamp, str) or _TIMESTAMP_RE.match(stamp) is None:
+        return None
+    year = int(stamp[:4])
+    if not MIN_YEAR <= year <= (max_year if max_year is not None else time.gmtime().tm_year + 1):
+        return None
+    minute = stamp[:16]
+    base = _MINUTES.get(minute)
+    if base is None:
+        try:
+            base = calendar.timegm(time.strptime(minute, "%Y-%m-%dT%H:%M"))
+        except ValueError:
+            return None
+        if len(_MINUTES) > 100_000:
+            _MINUTES.clear()
+        _MINUTES[minute] = base
+    seconds = float(stamp[17:-1])
+    return base + seconds if seconds < 61 else None
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -34,7 +34,7 @@ from bot.audit import chain, native, pieces
 
 GENESIS = chain.GENESIS_HASH.encode()
 _TAIL = chain.TAIL_LEN
-_NOTE_TYPES = (b"audit_gap", b"audit_recovered")
+NOTE_TYPES = (b"audit_gap", b"audit_recovered")  # reported, not tampering (SPEC §8)
 _LOOKAHEAD = 10_000
 
 
@@ -197,7 +197,14 @@ def _scan_task(task: _Task) -> _TaskResult:
     result.first = (seq, prev)
     if native.lib is not None:
         bad, seq, prev = native.lib.scan(
-            data, seq, prev, task.key, task.day_prefix, chain.EVENT_TYPE_AT, result.notes
+            data,
+            seq,
+            prev,
+            task.key,
+            task.day_prefix,
+            chain.EVENT_TYPE_AT,
+            NOTE_TYPES,
+            result.notes,
         )
     else:
         lines = data[: end - 1].split(b"\n")
@@ -220,7 +227,7 @@ def scan_lines(
         return _scan_lines(lines, seq, prev, key, day_prefix, notes)
     data = b"\n".join(lines) + b"\n"
     result: tuple[int | None, int, bytes] = native.lib.scan(
-        data, seq, prev, key, day_prefix, chain.EVENT_TYPE_AT, notes
+        data, seq, prev, key, day_prefix, chain.EVENT_TYPE_AT, NOTE_TYPES, notes
     )
     return result
 
@@ -254,11 +261,7 @@ def _scan_lines(
         digest = hexlify(sha256(body).digest() if key is None else mac(key, body, "sha256"))
         if not line.endswith(b'","hash":"%s"}' % digest):
             return index, seq, prev
-        if (
-            notes is not None
-            and line.startswith(b"audit_", at)
-            and line.startswith(_NOTE_TYPES, at)
-        ):
+        if notes is not None and line.startswith(b"audit_", at) and line.startswith(NOTE_TYPES, at):
             notes.append((index, line))
         seq += 1
         prev = digest

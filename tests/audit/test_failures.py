@@ -113,8 +113,8 @@ def test_an_open_file_that_becomes_unwritable_is_reopened_when_writable_again(
     day_file = next(directory.glob("audit_*.jsonl"))
     chattr("+i", day_file)
     readonly = os.open(day_file, os.O_RDONLY)
-    assert logger._state.fd is not None
-    os.dup2(readonly, logger._state.fd)  # the descriptor now fails every write (EBADF)
+    assert logger._writer.fd is not None
+    os.dup2(readonly, logger._writer.fd)  # the descriptor now fails every write (EBADF)
     os.close(readonly)
     try:
         for i in range(1, 4):

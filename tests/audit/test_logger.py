@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def test_a_record_has_the_spec_fields_in_order_and_hash_last(audit_dir, open_log
         "symbol",
         "order_data",
         "response",
+        "bot_id",
         "run_id",
         "seq",
         "prev",
@@ -259,7 +261,7 @@ def test_an_fsync_error_is_reported_not_counted_as_success(audit_dir, open_logge
     logger.log_event(E.HEARTBEAT, "heartbeat")
     logger.flush()
     anchored = chain.read_anchor(audit_dir)
-    fd = logger._state.fd
+    fd = logger._writer.fd
     assert fd is not None
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -316,3 +318,77 @@ def test_a_deleted_directory_is_recreated_with_every_record(audit_dir, open_logg
     kinds = [r["event_type"] for r in read_records(audit_dir)]
     assert kinds[0] == "bot_started" and kinds.count("heartbeat") == 5 and "bot_stopped" in kinds
     assert verify_trail(audit_dir, workers=1).intact
+
+
+def test_concurrent_threads_share_one_intact_chain(tmp_path: Path) -> None:
+    per_thread, threads = 3000, 4
+    logger = AuditLogger(audit_dir=tmp_path / "a", fsync_interval=0.01, checkpoint_interval=0.02)
+
+    def work(n: int) -> None:
+        for i in range(per_thread):
+            logger.log_event(E.HEARTBEAT, "heartbeat", additional_data={"thread": n, "i": i})
+            if i % 500 == 0:
+                logger.checkpoint()
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    logger.close()
+    records = [r for r in read_records(tmp_path / "a") if r["event_type"] == "heartbeat"]
+    assert len(records) == per_thread * threads
+    for n in range(threads):  # each thread's records in its own order
+        mine = [r["additional_data"]["i"] for r in records if r["additional_data"]["thread"] == n]
+        assert mine == list(range(per_thread))
+    assert verify_trail(tmp_path / "a", workers=1).intact
+
+
+def test_every_record_carries_the_bot_id_before_the_chain_fields(audit_dir, open_logger, clock):
+    logger = open_logger(audit_dir, clock=clock, bot_id="alpha-1", run_id="run-1")
+    logger.log_event(E.HEARTBEAT, "heartbeat")
+    logger.close()
+    lines = b"".join(p.read_bytes() for p in chain.trail_files(audit_dir)).splitlines()
+    assert len(lines) == 2  # the heartbeat and the closing checkpoint
+    for line in lines:
+        assert b',"bot_id":"alpha-1","run_id":"run-1","seq":' in line
+        assert orjson.loads(line)["bot_id"] == "alpha-1"
+    assert verify_trail(audit_dir, workers=1).intact
+
+
+def test_the_closed_day_is_sealed_into_the_next_days_chain(audit_dir, open_logger):
+    from bot.audit.digest import day_digest
+
+    clock = FakeClock(MIDNIGHT - 3 * 10**9, step_ns=10**9)  # 23:59:57, then every second
+    logger = open_logger(audit_dir, clock=clock, fsync_interval=3600)
+    for i in range(6):
+        logger.log_event(E.HEARTBEAT, "heartbeat", additional_data={"i": i})
+    logger.flush()
+    closed = audit_dir / "audit_20261118.jsonl"
+    seals = [
+        r
+        for r in read_records(audit_dir)
+        if r["event_type"] == "audit_checkpoint" and r["operation"] == "seal_day"
+    ]
+    assert len(seals) == 1 and seals[0]["timestamp"].startswith("2026-11-19")
+    digest = seals[0]["additional_data"]["digest"]
+    assert digest == day_digest(closed)
+    last_of_day = orjson.loads(closed.read_bytes().splitlines()[-1])
+    assert (digest["last_seq"], digest["last_hash"]) == (last_of_day["seq"], last_of_day["hash"])
+    assert digest["date"] == "20261118" and digest["records"] == 3
+    logger.close()
+    assert verify_trail(audit_dir, workers=1).intact
+
+
+def test_a_restart_on_a_later_day_seals_the_last_day_of_the_previous_run(audit_dir, open_logger):
+    first = open_logger(audit_dir, clock=FakeClock(MIDNIGHT - 10 * 10**9))
+    first.log_event(E.HEARTBEAT, "heartbeat")
+    first.close()
+    second = open_logger(audit_dir, clock=FakeClock(MIDNIGHT + 3600 * 10**9))
+    second.log_event(E.HEARTBEAT, "heartbeat")
+    second.close()
+    third = open_logger(audit_dir, clock=FakeClock(MIDNIGHT + 7200 * 10**9))
+    third.log_event(E.HEARTBEAT, "heartbeat")
+    third.close()
+    seals = [r for r in read_records(audit_dir) if r["operation"] == "seal_day"]
+    assert [s["additional_data"]["digest"]["date"] for s in seals] == ["20261118"]

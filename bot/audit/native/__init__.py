@@ -1,12 +1,11 @@
-"""The optional C accelerator of the audit trail's hot loops.
+"""Optional C modules, each a stateless function over bytes with a Python reference.
 
-``lib`` (``_chain.c``: the logger's write and the verifier's scan) is the compiled
-module, or None when it is not built (``make`` builds it
-with ``python -m bot.audit.native.build``; a machine without a C compiler or
-OpenSSL headers simply runs the pure-Python reference implementation, which
-writes the same bytes) or when ``AUDIT_NATIVE=0`` asks for the reference.
-``unavailable`` says why it is None. ``bulk`` (``_bulk.c``: counting records for the
-dashboard's cold load) follows the same rules.
+``lib`` (``_chain.c``: verify's line scan, the reference is ``verify._scan_lines``)
+is the compiled module, or None when it is not built (``make`` builds it with
+``python -m bot.audit.native.build``; a machine without a C compiler or OpenSSL
+headers runs the Python reference) or when ``AUDIT_NATIVE=0`` asks for the
+reference. ``unavailable`` says why it is None. ``bulk`` (``_bulk.c``: counting
+records for the dashboard's cold load) follows the same rules.
 """
 
 from __future__ import annotations
@@ -22,7 +21,10 @@ if os.environ.get("AUDIT_NATIVE", "1") == "0":
     unavailable = "disabled by AUDIT_NATIVE=0"
 else:
     try:
-        from bot.audit.native import _bulk as bulk  # type: ignore[attr-defined, no-redef]  # noqa: F401
         from bot.audit.native import _chain as lib  # type: ignore[attr-defined, no-redef]  # noqa: F401
     except ImportError as exc:  # not built here: the Python reference is used
         unavailable = f"not built ({exc}); run: python -m bot.audit.native.build"
+    try:
+        from bot.audit.native import _bulk as bulk  # type: ignore[attr-defined, no-redef]
+    except ImportError:
+        bulk = None
