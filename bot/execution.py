@@ -19,6 +19,23 @@ Why it looks like this:
   :meth:`OrderExecutionManager.reconcile_symbol` reads each symbol's position
   and open orders, keeps a position protected by a stop-loss, closes one
   without (the same protective close) and cancels the bot's orphaned orders.
+  It runs before margin type and leverage are set, so an inherited position
+  (-4048 / -4161) cannot stop the bot before it is made safe.
+* An unknown outcome is resolved from the venue's records over a bounded
+  window (``RetryPolicy.resolve_window``: queries by client id with backoff,
+  and the position compared with the one before the order): an entry is
+  never sent again once the position moved its way. Orders that only close
+  or protect (reduce-only, closePosition) use a short window: the venue
+  refuses a duplicate of them (-2022, -4116, -4130), and such a refusal is
+  checked against the open orders.
+* The protective close is retried with backoff on temporary errors and on
+  rejections that pass (-4131 PERCENT_PRICE, -2022 ...), re-reading the
+  position each time; a position still open after the bound is recorded as
+  an ``api_error`` with ``severity: critical``.
+* Each trade's stop (trace id and stop price) is remembered per symbol
+  (:meth:`OrderExecutionManager.stop_plan`) and every trade on a symbol holds
+  its lock (:meth:`OrderExecutionManager.symbol_lock`), for the protection
+  supervisor (:mod:`bot.supervisor`).
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +53,7 @@ from typing import Any, TypeVar
 from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
 from bot.errors import (
     ClockSkewError,
+    ConfigError,
     ExchangeError,
     OrderRefusedError,
     RateLimitError,
@@ -44,10 +63,13 @@ from bot.errors import (
 )
 from bot.exchange.base import Exchange
 from bot.models import (
+    AccountModes,
     Balance,
     MarginType,
     OrderRequest,
     OrderResult,
+    OrderSide,
+    OrderStatus,
     OrderType,
     Position,
     Signal,
@@ -62,10 +84,18 @@ OrderGate = Callable[[OrderRequest], OrderRefusedError | None]
 log = logging.getLogger("bot.execution")
 
 ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE = "e", "tp", "sl", "x"
-_ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE)
+REPLACED_STOP = "rs"  # a stop-loss placed again by the protection supervisor
+_ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE, REPLACED_STOP)
+STOP_ROLES = frozenset({STOP_LOSS, REPLACED_STOP})
+# Rejections of a reduce-only close that may pass: PERCENT_PRICE band (thin book),
+# "ReduceOnly Order is rejected" (the position changed meanwhile), "Unable to fill".
+CLOSE_RETRY_CODES = frozenset({-4131, -2022, -2020})
+# A margin type / leverage change refused because a position is open: kept as it is.
+KEPT_WITH_POSITION_CODES = frozenset({-4048, -4161})
+DUPLICATE_CODES = frozenset({-4116, -4130})  # client id taken / closePosition order exists
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _REMEMBERED_CANCELS = 10_000
-SIBLING = {TAKE_PROFIT: STOP_LOSS, STOP_LOSS: TAKE_PROFIT}
+SIBLING = {TAKE_PROFIT: STOP_LOSS, STOP_LOSS: TAKE_PROFIT, REPLACED_STOP: TAKE_PROFIT}
 
 
 def client_order_id(trace_id: str, role: str) -> str:
@@ -84,14 +114,14 @@ def parse_client_order_id(cid: str) -> tuple[str, str] | None:
     return trace_id, role
 
 
-def _trace_of(orders: list[OrderResult]) -> str | None:
+def trace_of_orders(orders: list[OrderResult]) -> str | None:
     """The trace of the bot's own orders among ``orders``, its stop-loss's first."""
     parsed = [p for o in orders if (p := parse_client_order_id(o.client_order_id))]
-    parsed.sort(key=lambda p: p[1] != STOP_LOSS)
+    parsed.sort(key=lambda p: p[1] not in STOP_ROLES)
     return parsed[0][0] if parsed else None
 
 
-def _found(order: OrderResult) -> dict[str, Any]:
+def describe_order(order: OrderResult) -> dict[str, Any]:
     """An open order as the startup reconciliation records it."""
     return {
         **order.as_audit(),
@@ -112,10 +142,22 @@ class RetryPolicy:
     max_attempts: int = 4
     backoff_base: float = 0.5  # seconds before the 2nd attempt; doubles each time
     backoff_max: float = 8.0
+    resolve_window: float = 30.0  # seconds to resolve an entry's unknown outcome
+    resolve_window_protective: float = 3.0  # the same for closing/protective orders
+    close_attempts: int = 6  # protective close attempts before the alert record
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return float(min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    """The stop-loss a symbol's position should have: its trade and price."""
+
+    trace_id: str
+    stop_price: float | None
+    replaced: bool = False  # the supervisor already placed it again once
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,36 +220,94 @@ class OrderExecutionManager:
         self._asset = asset
         self._filters: dict[str, SymbolFilters] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # client ids we cancelled
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._stop_plans: dict[str, StopPlan] = {}
+
+    # ------------------------------------------------- protection bookkeeping
+
+    def symbol_lock(self, symbol: str) -> threading.Lock:
+        """Held while a trade or a repair acts on ``symbol``: one actor per symbol."""
+        with self._locks_guard:
+            return self._locks.setdefault(symbol, threading.Lock())
+
+    def stop_plan(self, symbol: str) -> StopPlan | None:
+        """The stop-loss the symbol's position should have, if a trade of this run set one."""
+        return self._stop_plans.get(symbol)
+
+    def set_stop_plan(self, symbol: str, plan: StopPlan | None) -> None:
+        if plan is None:
+            self._stop_plans.pop(symbol, None)
+        else:
+            self._stop_plans[symbol] = plan
+
+    def check_account_modes(self) -> AccountModes:
+        """Refuse (ConfigError, before any order) an account this bot cannot trade correctly.
+
+        Hedge mode is refused: every order would need a positionSide, and
+        reduce-only is refused there. Multi-Assets mode is traded with CROSSED
+        margin, the only one it allows; with ISOLATED configured it is refused.
+        """
+        modes = self._read("get_account_modes", None, self.exchange.account_modes)
+        if modes.hedge_mode:
+            raise ConfigError(
+                "the account is in hedge mode (Binance setting dualSidePosition=true, "
+                "'Position Mode: Hedge'); this bot trades one-way mode only: switch the "
+                "account's position mode to One-way and start again (no order was sent)"
+            )
+        if modes.multi_assets and self.margin_type is MarginType.ISOLATED:
+            raise ConfigError(
+                "the account is in Multi-Assets mode (Binance setting multiAssetsMargin=true), "
+                "which allows CROSSED margin only, but risk.margin_type is ISOLATED: set "
+                'risk.margin_type = "CROSSED" or switch Multi-Assets mode off (no order was sent)'
+            )
+        return modes
 
     # -------------------------------------------------------------- startup
 
     def configure_symbol(self, symbol: str) -> SymbolFilters:
         """Read the symbol's filters, set margin type and leverage (audited). Raises on failure."""
-        filters = self._read(
-            "get_symbol_filters", symbol, lambda: self.exchange.symbol_filters(symbol)
-        )
-        self._filters[symbol] = filters
-        self._read(
-            "set_margin_type",
-            symbol,
-            lambda: self.exchange.set_margin_type(symbol, self.margin_type),
-        )
+        filters = self.filters(symbol)
+        try:
+            self._read(
+                "set_margin_type",
+                symbol,
+                lambda: self.exchange.set_margin_type(symbol, self.margin_type),
+            )
+            margin = {"margin_type": self.margin_type.value, "status": "success"}
+        except VenueRejectedError as exc:
+            margin = self._kept_with_position(symbol, exc, {"margin_type": self.margin_type.value})
         self._audit.log_event(
-            AuditEventType.MARGIN_TYPE_SET,
-            "set_margin_type",
-            symbol=symbol,
-            response={"margin_type": self.margin_type.value, "status": "success"},
+            AuditEventType.MARGIN_TYPE_SET, "set_margin_type", symbol=symbol, response=margin
         )
-        applied = self._read(
-            "set_leverage", symbol, lambda: self.exchange.set_leverage(symbol, self.leverage)
-        )
+        try:
+            applied = self._read(
+                "set_leverage", symbol, lambda: self.exchange.set_leverage(symbol, self.leverage)
+            )
+            leverage = {"leverage": applied, "status": "success"}
+        except VenueRejectedError as exc:
+            leverage = self._kept_with_position(symbol, exc, {"leverage": self.leverage})
         self._audit.log_event(
-            AuditEventType.LEVERAGE_SET,
-            "set_leverage",
-            symbol=symbol,
-            response={"leverage": applied, "status": "success"},
+            AuditEventType.LEVERAGE_SET, "set_leverage", symbol=symbol, response=leverage
         )
         return filters
+
+    def _kept_with_position(
+        self, symbol: str, exc: VenueRejectedError, wanted: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A setting the venue will not change under an open position: kept, not fatal."""
+        if exc.code not in KEPT_WITH_POSITION_CODES:
+            raise exc
+        position = self.read_position(symbol)
+        if not position.is_open:
+            raise exc
+        return {
+            **wanted,
+            "status": "kept_with_open_position",
+            "position_amount": position.amount,
+            "error_code": exc.code,
+            "error_message": exc.message,
+        }
 
     def filters(self, symbol: str) -> SymbolFilters:
         """The symbol's filters, read once (at startup, or on first use)."""
@@ -222,9 +322,13 @@ class OrderExecutionManager:
     # -------------------------------------------------------------- queries
 
     def get_position(self, symbol: str) -> Position:
-        position = self._read("get_position", symbol, lambda: self.exchange.position(symbol))
+        position = self.read_position(symbol)
         self._audit_position(position, "get_position")
         return position
+
+    def read_position(self, symbol: str) -> Position:
+        """The position, retried like every read; not recorded (the supervisor polls it)."""
+        return self._read("get_position", symbol, lambda: self.exchange.position(symbol))
 
     def _audit_position(
         self, position: Position, operation: str, found: dict[str, Any] | None = None
@@ -347,16 +451,20 @@ class OrderExecutionManager:
         else:
             action = "cancel_orphans" if ours else "none"
         summary = {
-            "open_orders": [_found(o) for o in orders],
+            "open_orders": [describe_order(o) for o in orders],
             "protected": protected if position.is_open else None,
             "action": action,
         }
         if action == "none":
             self._audit_position(position, "reconcile_startup", summary)
             return []
-        with trace(_trace_of(ours) or new_trace_id()) as trace_id:
+        with trace(trace_of_orders(ours) or new_trace_id()) as trace_id:
             self._audit_position(position, "reconcile_startup", summary)
             if action == "adopt":
+                stop = next(
+                    (o for o in ours if o.client_order_id.rpartition("-")[2] in STOP_ROLES), None
+                )
+                self.set_stop_plan(symbol, StopPlan(trace_id, stop.stop_price if stop else None))
                 return ours
             if action == "close_unprotected_position":
                 try:
@@ -377,7 +485,18 @@ class OrderExecutionManager:
     # --------------------------------------------------------------- trades
 
     def execute(self, signal: Signal, quantity: float, trace_id: str) -> TradeResult:
-        """Entry at market, then take-profit and stop-loss; unwind on any failure."""
+        """Entry at market, then take-profit and stop-loss; unwind on any failure.
+
+        Holds the symbol's lock throughout, so the protection supervisor never
+        takes a trade in progress for a gap.
+        """
+        with self.symbol_lock(signal.symbol):
+            result = self._execute(signal, quantity, trace_id)
+            if result.ok and result.stop_loss is not None:
+                self.set_stop_plan(signal.symbol, StopPlan(trace_id, result.stop_loss.stop_price))
+            return result
+
+    def _execute(self, signal: Signal, quantity: float, trace_id: str) -> TradeResult:
         filters = self.filters(signal.symbol)
         side = signal.signal_type.entry_side
         exit_side = signal.signal_type.exit_side
@@ -389,11 +508,14 @@ class OrderExecutionManager:
             quantity=filters.floor_quantity(quantity),
         )
         try:
-            entry = self._place("place_entry_order", entry_req)
+            before = self.read_position(signal.symbol)
+            entry = self._place("place_entry_order", entry_req, before=before)
         except OrderFailed as failed:
             if isinstance(failed.error, (VenueRejectedError, OrderRefusedError)):
                 return self._failed(failed.error)  # definitively not placed: nothing to unwind
             return self._unwind(signal, trace_id, failed.error, placed=[])
+        except ExchangeError as exc:  # the position before could not be read: nothing sent
+            return self._failed(exc)
 
         placed: list[OrderResult] = []
         legs = (
@@ -414,6 +536,44 @@ class OrderExecutionManager:
             except OrderFailed as failed:
                 return self._unwind(signal, trace_id, failed.error, placed=placed, entry=entry)
         return TradeResult(ok=True, entry=entry, take_profit=placed[0], stop_loss=placed[1])
+
+    def place_stop_loss(
+        self, symbol: str, side: OrderSide, stop_price: float, trace_id: str, operation: str
+    ) -> OrderResult:
+        """A closePosition STOP_MARKET ``<trace>-rs`` placed again (the supervisor's repair).
+
+        Raises the ExchangeError that stopped it (already audited).
+        """
+        request = OrderRequest(
+            symbol,
+            side,
+            OrderType.STOP_MARKET,
+            client_order_id(trace_id, REPLACED_STOP),
+            stop_price=self.filters(symbol).round_price(stop_price),
+            close_position=True,
+        )
+        try:
+            return self._place(operation, request)
+        except OrderFailed as failed:
+            raise failed.error from None
+
+    def close_position(
+        self, position: Position, trace_id: str, operation: str
+    ) -> OrderResult | None:
+        """Close the whole open position reduce-only at market (``<trace>-x``), e.g. to flatten.
+
+        ``None`` when the position turned out flat already. Raises the
+        ExchangeError that stopped it (already audited, an alert-level record
+        when the position stays open).
+        """
+        try:
+            return self._close_at_market(position, trace_id, operation)
+        except OrderFailed as failed:
+            raise failed.error from None
+
+    def open_orders(self, symbol: str) -> list[OrderResult]:
+        """Every open order of the symbol at the venue, regular and algo (not audited: a read)."""
+        return self._read("get_open_orders", symbol, lambda: self.exchange.open_orders(symbol))
 
     # ------------------------------------------------------------ internals
 
@@ -472,33 +632,56 @@ class OrderExecutionManager:
             protective_close=closed,
         )
 
-    def close_position(self, position: Position, trace_id: str, operation: str) -> OrderResult:
-        """Close the whole open position reduce-only at market (``<trace>-x``), e.g. to flatten.
+    def _close_at_market(
+        self, position: Position, trace_id: str, operation: str
+    ) -> OrderResult | None:
+        """The protective close: the whole position, reduce-only MARKET ``<trace>-x``.
 
-        Raises the ExchangeError that stopped it (already audited).
+        Retried with backoff on temporary errors and on rejections that pass
+        (:data:`CLOSE_RETRY_CODES`), re-reading the position before each retry;
+        ``None`` when it is flat by then. Out of attempts, an ``api_error`` with
+        ``severity: critical`` says the position is open without a stop-loss.
         """
-        try:
-            return self._close_at_market(position, trace_id, operation)
-        except OrderFailed as failed:
-            raise failed.error from None
-
-    def open_orders(self, symbol: str) -> list[OrderResult]:
-        """Every open order of the symbol at the venue, regular and algo (not audited: a read)."""
-        return self._read("get_open_orders", symbol, lambda: self.exchange.open_orders(symbol))
-
-    def _close_at_market(self, position: Position, trace_id: str, operation: str) -> OrderResult:
-        """The protective close: the whole position, reduce-only MARKET ``<trace>-x``."""
-        side = position.side
-        assert side is not None, "only an open position can be closed"
-        request = OrderRequest(
-            position.symbol,
-            side.exit_side,
-            OrderType.MARKET,
-            client_order_id(trace_id, PROTECTIVE_CLOSE),
-            quantity=abs(position.amount),
-            reduce_only=True,
-        )
-        return self._place(operation, request)
+        attempt = 1
+        while True:
+            side = position.side
+            assert side is not None, "only an open position can be closed"
+            request = OrderRequest(
+                position.symbol,
+                side.exit_side,
+                OrderType.MARKET,
+                client_order_id(trace_id, PROTECTIVE_CLOSE),
+                quantity=abs(position.amount),
+                reduce_only=True,
+            )
+            try:
+                return self._place(operation, request, before=position)
+            except OrderFailed as failed:
+                error = failed.error
+                passes = isinstance(error, TemporaryExchangeError | UnknownOutcomeError) or (
+                    isinstance(error, VenueRejectedError) and error.code in CLOSE_RETRY_CODES
+                )
+                if not passes or attempt >= self._retry.close_attempts:
+                    self._audit.log_api_error(
+                        operation,
+                        {
+                            **_error_fields(error),
+                            "attempts": attempt,
+                            "severity": "critical",
+                            "position_left_open": True,
+                            "position_amount": position.amount,
+                            "alert": "position open without stop-loss: close it by hand",
+                        },
+                        symbol=position.symbol,
+                        order_data=request.as_audit(),
+                    )
+                    raise
+                self._before_retry(operation, position.symbol, error, attempt)
+                attempt += 1
+            with contextlib.suppress(ExchangeError):  # a failed read keeps the last one known
+                position = self.read_position(position.symbol)
+            if not position.is_open:
+                return None
 
     def _read(self, operation: str, symbol: str | None, call: Callable[[], T]) -> T:
         """Run an idempotent call with retries; audit and re-raise the final failure."""
@@ -522,8 +705,14 @@ class OrderExecutionManager:
                 )
                 raise
 
-    def _place(self, operation: str, request: OrderRequest) -> OrderResult:
-        """Send one order until placed, rejected, or out of attempts; never duplicate it."""
+    def _place(
+        self, operation: str, request: OrderRequest, *, before: Position | None = None
+    ) -> OrderResult:
+        """Send one order until placed, rejected, or out of attempts; never duplicate it.
+
+        ``before``: the position before the order, for resolving an unknown
+        outcome of a MARKET order from the position (see :meth:`_resolve`).
+        """
         refused = self._gate(request) if self._gate is not None else None
         if refused is not None:  # denied by our own controls: a risk decision, not the venue's
             self._audit.log_risk_rejection(
@@ -541,16 +730,20 @@ class OrderExecutionManager:
             try:
                 result = self._send(request)
             except VenueRejectedError as exc:
-                self._audit.log_order_rejected(
-                    request.symbol,
-                    request.as_audit(),
-                    {**_error_fields(exc), "attempts": attempt},
-                    operation=operation,
-                )
-                raise OrderFailed(exc) from exc
+                result = self._already_there(request, exc)
+                if result is None:
+                    self._audit.log_order_rejected(
+                        request.symbol,
+                        request.as_audit(),
+                        {**_error_fields(exc), "attempts": attempt},
+                        operation=operation,
+                    )
+                    raise OrderFailed(exc) from exc
             except (UnknownOutcomeError, TemporaryExchangeError) as exc:
                 definitely_not_sent = isinstance(exc, (RateLimitError, ClockSkewError))
-                result = None if definitely_not_sent else self._resolve(operation, request, exc)
+                result = (
+                    None if definitely_not_sent else self._resolve(operation, request, exc, before)
+                )
                 if result is None:
                     if attempt >= self._retry.max_attempts:
                         self._audit.log_api_error(
@@ -563,7 +756,6 @@ class OrderExecutionManager:
                     self._before_retry(operation, request.symbol, exc, attempt)
                     attempt += 1
                     continue
-            assert result is not None
             self._audit.log_order_placed(
                 request.symbol,
                 request.as_audit(),
@@ -571,6 +763,20 @@ class OrderExecutionManager:
                 operation=operation,
             )
             return result
+
+    def _already_there(self, request: OrderRequest, exc: VenueRejectedError) -> OrderResult | None:
+        """A duplicate refusal (-4116 / -4130) when the order itself is open: it is placed.
+
+        That is how a resend of a protective order whose first send did arrive
+        ends. Any other refusal, or another order in the way, stays a rejection.
+        """
+        if exc.code not in DUPLICATE_CODES:
+            return None
+        try:
+            found = self.exchange.query_order(request.symbol, request.client_order_id)
+        except ExchangeError:
+            return None
+        return found if found is not None and not found.status.is_final else None
 
     def _send(self, request: OrderRequest) -> OrderResult:
         if request.order_type is OrderType.MARKET:
@@ -592,33 +798,116 @@ class OrderExecutionManager:
         )
 
     def _resolve(
-        self, operation: str, request: OrderRequest, cause: ExchangeError
+        self,
+        operation: str,
+        request: OrderRequest,
+        cause: ExchangeError,
+        before: Position | None,
     ) -> OrderResult | None:
-        """Did the order arrive? Query it by client order id (retrying the query).
+        """Did the order happen? Ask the venue's records over a bounded window.
 
-        Returns the live order, or ``None`` when the venue has no live order by
-        that id and it is safe to send it again (with the same id).
-        Raises :class:`OrderFailed` when even the query fails: the outcome
-        stays unknown and the order must not be sent again.
+        Queries the order by client id (which also looks at the open-order
+        lists) with backoff until the pauses add up to the window, and for a
+        MARKET order compares the position with ``before``. Returns the order
+        when the venue shows it (a position that moved the order's way counts
+        as its fill: never send it again), or
+        ``None`` when the venue's records showed no such order for the whole
+        window (an entry's ``resolve_window``; closing and protective orders
+        use ``resolve_window_protective``, as the venue refuses duplicates of
+        them) and it may be sent again under the same id. Raises
+        :class:`OrderFailed` when the records could not be read at the end:
+        the outcome stays unknown and nothing is sent again.
         """
         self._audit.log_api_error(
             operation,
-            {**_error_fields(cause), "resolution": "query_order_by_client_id"},
+            {**_error_fields(cause), "resolution": "query_venue_records"},
             symbol=request.symbol,
             order_data=request.as_audit(),
         )
-        try:
-            found = self.query_order(request.symbol, request.client_order_id)
-        except ExchangeError as exc:
+        entry = not (request.reduce_only or request.close_position)
+        window = self._retry.resolve_window if entry else self._retry.resolve_window_protective
+        waited, delay, looks = 0.0, max(self._retry.backoff_base, 0.05), 0
+        while True:
+            looks += 1
+            try:
+                found = self._venue_record(request, before)
+                unreadable: ExchangeError | None = None
+            except ExchangeError as exc:
+                found, unreadable = None, exc
+            if found is not None:
+                self._audit_resolution(operation, request, "found_at_venue", looks, found)
+                return found if found.status.is_live or found.filled_quantity else None
+            if waited >= window:
+                break
+            pause = min(delay, window - waited)
+            self._sleep(pause)
+            waited += pause
+            delay = min(delay * 2, self._retry.backoff_max)
+        if unreadable is not None:
             raise OrderFailed(
                 UnknownOutcomeError(
-                    f"{cause}; order status still unknown after query failed ({exc})",
+                    f"{cause}; order status still unknown after {window:g}s "
+                    f"(venue records unreadable: {unreadable})",
                     client_order_id=request.client_order_id,
                 )
-            ) from exc
-        if found is not None and found.status.is_live:
-            return found
+            )
+        self._audit_resolution(operation, request, "not_at_venue", looks, None)
         return None
+
+    def _venue_record(self, request: OrderRequest, before: Position | None) -> OrderResult | None:
+        """The order as the venue records it now: by client id, else by the position's move.
+
+        Raises the query's error when neither view could tell.
+        """
+        try:
+            found = self.exchange.query_order(request.symbol, request.client_order_id)
+            failed: ExchangeError | None = None
+        except ExchangeError as exc:
+            found, failed = None, exc
+        if found is not None:
+            return found
+        if before is not None and request.quantity is not None:
+            after = self.exchange.position(request.symbol)
+            direction = 1.0 if request.side is OrderSide.BUY else -1.0
+            moved = (after.amount - before.amount) * direction
+            if moved > 0:
+                filled = min(moved, request.quantity)
+                return OrderResult(
+                    symbol=request.symbol,
+                    client_order_id=request.client_order_id,
+                    order_type=request.order_type,
+                    side=request.side,
+                    status=OrderStatus.FILLED
+                    if filled >= request.quantity
+                    else OrderStatus.PARTIALLY_FILLED,
+                    quantity=request.quantity,
+                    filled_quantity=filled,
+                    avg_price=after.entry_price if after.is_open else 0.0,
+                )
+        if failed is not None:
+            raise failed
+        return None
+
+    def _audit_resolution(
+        self,
+        operation: str,
+        request: OrderRequest,
+        outcome: str,
+        looks: int,
+        found: OrderResult | None,
+    ) -> None:
+        """How an unknown outcome ended (``retry_attempt`` follows when it is sent again)."""
+        self._audit.log_api_error(
+            operation,
+            {
+                "error_type": "UnknownOutcomeResolved",
+                "resolution": outcome,
+                "queries": looks,
+                **({"found": found.as_audit()} if found is not None else {}),
+            },
+            symbol=request.symbol,
+            order_data=request.as_audit(),
+        )
 
     def _before_retry(
         self, operation: str, symbol: str | None, exc: ExchangeError, attempt: int

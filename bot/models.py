@@ -287,6 +287,19 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountModes:
+    """Account-wide settings that change how orders must be sent.
+
+    ``hedge_mode``: separate LONG and SHORT positions per symbol (Binance
+    ``dualSidePosition``); ``multi_assets``: one margin pool over several
+    assets (Binance ``multiAssetsMargin``), which allows CROSSED margin only.
+    """
+
+    hedge_mode: bool = False
+    multi_assets: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     """Futures wallet for one margin asset (USDT)."""
 

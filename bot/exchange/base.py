@@ -12,8 +12,9 @@ Rules every implementation follows:
 * It never writes the audit trail and never retries: retries, backoff and
   auditing belong to :class:`bot.execution.OrderExecutionManager`, which
   sees the error kind and decides.
-* One-way position mode (no hedge mode); USDT margin; ``symbol`` is the
-  venue's name, e.g. ``BTCUSDT``.
+* One-way position mode; USDT margin; ``symbol`` is the venue's name, e.g.
+  ``BTCUSDT``. :meth:`Exchange.account_modes` tells when the account is set
+  otherwise, so the bot can refuse to start before it sends any order.
 * Conditional orders (TAKE_PROFIT_MARKET / STOP_MARKET with closePosition)
   go through the venue's Algo Order API on Binance; their results carry
   ``algo_id``.
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bot.models import (
+    AccountModes,
     Balance,
     MarginType,
     OrderResult,
@@ -83,6 +85,10 @@ class Exchange(Protocol):
 
         "No need to change margin type" (Binance -4046) is success, not an error.
         """
+        ...
+
+    def account_modes(self) -> AccountModes:
+        """Whether the account is in hedge mode and/or Multi-Assets mode."""
         ...
 
     # -------------------------------------------------------------- queries

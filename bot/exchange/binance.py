@@ -8,8 +8,9 @@ translated into :mod:`bot.errors` in ONE place, :func:`translate_errors`::
     code -1021                          -> ClockSkewError
     -1001, -1008, 503 "Service Unavailable."
                                         -> TemporaryExchangeError (not processed)
-    order POST: other 5xx, 408, -1006, -1007, read timeout,
-      connection lost after sending     -> UnknownOutcomeError(client_order_id)
+    order POST: other 5xx, 408, -1000, -1006, -1007 (whatever the HTTP
+      status), read timeout, connection lost after sending
+                                        -> UnknownOutcomeError(client_order_id)
     the same on reads and cancels,
       connection refused, connect timeout -> TemporaryExchangeError
     any other venue code                -> VenueRejectedError(code, msg unchanged)
@@ -23,6 +24,19 @@ constructor would otherwise ping the *spot* API, which the override does not
 cover. Conditional orders go through the Algo Order API
 (``futures_create_algo_order``, ``/fapi/v1/algoOrder``); the legacy order
 endpoint answers -4120 for them. Cancel-all cancels regular and algo orders.
+
+The algo service is known to answer -2013 / -2011 ("no such order") for
+orders it holds, for minutes at a time. So "no such order" from it is checked
+against the open-order lists before it is believed: a query returns the order
+as listed, and a cancel that the venue calls unknown while the order is still
+listed raises :class:`~bot.errors.TemporaryExchangeError`, which the execution
+layer retries (bounded, audited) until the order is really gone.
+
+Fills: each ``ORDER_TRADE_UPDATE`` of a trade carries that trade's realized
+PnL (``rp``) and commission (``n``); :class:`UserEventMapper` sums them over
+every trade of the order, so the final FILLED update reports the order's
+totals. Market quantities follow MARKET_LOT_SIZE (the bot sends quantities
+only on MARKET orders).
 
 Websockets (:class:`StreamSupervisor`): python-binance's own async
 ``BinanceSocketManager`` on a private event loop thread, NOT its
@@ -85,6 +99,7 @@ from bot.errors import (
 )
 from bot.exchange.base import OrderUpdateHandler
 from bot.models import (
+    AccountModes,
     Balance,
     Candle,
     MarginType,
@@ -109,9 +124,10 @@ MARGIN_TYPE_UNCHANGED = -4046
 # "Internal error; unable to process your request." / "Server is currently overloaded ...":
 # the request was not processed, whatever the endpoint.
 NOT_EXECUTED_CODES = frozenset({-1001, -1008})
-# "Unexpected response from the message bus" / "Timeout waiting for response from backend
-# server": execution status unknown.
-UNKNOWN_OUTCOME_CODES = frozenset({-1006, -1007})
+# "An unknown error occurred while processing the request." / "Unexpected response from the
+# message bus" / "Timeout waiting for response from backend server": execution status
+# unknown, whatever the HTTP status that carries them.
+UNKNOWN_OUTCOME_CODES = frozenset({-1000, -1006, -1007})
 UNKNOWN_OUTCOME_STATUSES = frozenset({408})  # backend timeout behind the gateway
 CONDITIONAL_TYPES = frozenset({OrderType.TAKE_PROFIT_MARKET.value, OrderType.STOP_MARKET.value})
 
@@ -358,7 +374,11 @@ def algo_order_result(raw: Mapping[str, Any]) -> OrderResult:
 
 
 def symbol_filters(info: Mapping[str, Any]) -> SymbolFilters:
-    """PRICE_FILTER / LOT_SIZE / MARKET_LOT_SIZE / MIN_NOTIONAL of one exchangeInfo symbol."""
+    """PRICE_FILTER / LOT_SIZE / MARKET_LOT_SIZE / MIN_NOTIONAL of one exchangeInfo symbol.
+
+    The bot sends quantities only on MARKET orders, which the venue checks
+    against MARKET_LOT_SIZE: its step wins when it has one.
+    """
     by_type = {f.get("filterType"): f for f in info.get("filters", [])}
     price = by_type.get("PRICE_FILTER", {})
     lot = by_type.get("LOT_SIZE", {})
@@ -371,7 +391,7 @@ def symbol_filters(info: Mapping[str, Any]) -> SymbolFilters:
     return SymbolFilters(
         symbol=str(info["symbol"]),
         tick_size=_float(price.get("tickSize")),
-        step_size=_float(lot.get("stepSize")),
+        step_size=_float(market_lot.get("stepSize")) or _float(lot.get("stepSize")),
         min_qty=max(_float(lot.get("minQty")), _float(market_lot.get("minQty"))),
         min_notional=_float(notional.get("notional", notional.get("minNotional"))),
         max_qty=max_qty,
@@ -423,6 +443,7 @@ class UserEventMapper:
 
     def __init__(self) -> None:
         self._triggered: dict[int, tuple[str, int | None, OrderType]] = {}
+        self._sums: dict[int, tuple[Decimal, Decimal]] = {}  # order id -> (rp, n) so far
 
     def map(self, event: Mapping[str, Any]) -> OrderUpdate | None:
         kind = event.get("e")
@@ -446,8 +467,15 @@ class UserEventMapper:
         status = _status(_ORDER_STATUS, o.get("X"))
         if linked is not None and status is OrderStatus.NEW:
             return None  # the algo update already said TRIGGERED
-        if status in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
+        realized, commission = self._sums.get(order_id or -1, (Decimal(0), Decimal(0)))
+        if str(o.get("x")) == "TRADE":
+            realized += Decimal(str(o.get("rp") or 0))
+            commission += Decimal(str(o.get("n") or 0))
+        if status.is_final:
             self._triggered.pop(order_id or -1, None)
+            self._sums.pop(order_id or -1, None)
+        else:
+            self._sums[order_id or -1] = (realized, commission)
         return OrderUpdate(
             symbol=str(o.get("s")),
             client_order_id=cid,
@@ -458,8 +486,8 @@ class UserEventMapper:
             algo_id=algo_id,
             filled_quantity=_float(o.get("z")),
             avg_price=_float(o.get("ap")),
-            realized_pnl=_float(o.get("rp")),
-            commission=_float(o.get("n")),
+            realized_pnl=float(realized),
+            commission=float(commission),
             event_time=int(event.get("E") or 0),
         )
 
@@ -951,6 +979,14 @@ class BinanceExchange:
                 raise
         self._margin[symbol] = margin_type
 
+    def account_modes(self) -> AccountModes:
+        dual = self._call("account_modes", "futures_get_position_mode")
+        multi = self._call("account_modes", "futures_get_multi_assets_mode")
+        return AccountModes(
+            hedge_mode=_flag(dual.get("dualSidePosition")),
+            multi_assets=_flag(multi.get("multiAssetsMargin")),
+        )
+
     # -------------------------------------------------------------- queries
 
     def balance(self, asset: str = "USDT") -> Balance:
@@ -1004,7 +1040,7 @@ class BinanceExchange:
         )
         if regular is not None:
             return regular
-        return _unless_no_such_order(
+        algo = _unless_no_such_order(
             lambda: algo_order_result(
                 self._call(
                     "query_order",
@@ -1013,6 +1049,13 @@ class BinanceExchange:
                     clientAlgoId=client_order_id,
                 )
             )
+        )
+        return algo if algo is not None else self._listed(symbol, client_order_id)
+
+    def _listed(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        """The order as the open-order lists show it: the check on a "no such order" answer."""
+        return next(
+            (o for o in self.open_orders(symbol) if o.client_order_id == client_order_id), None
         )
 
     # --------------------------------------------------------------- orders
@@ -1106,7 +1149,7 @@ class BinanceExchange:
         algo = _unless_no_such_order(cancel_algo)
         if algo is not None:
             return algo
-        return _unless_no_such_order(
+        regular = _unless_no_such_order(
             lambda: order_result(
                 self._call(
                     "cancel_order",
@@ -1116,6 +1159,14 @@ class BinanceExchange:
                 )
             )
         )
+        if regular is not None:
+            return regular
+        if self._listed(symbol, client_order_id) is not None:
+            raise TemporaryExchangeError(
+                f"cancel_order: the venue answered 'unknown order' for {client_order_id}, "
+                "but still lists it open"
+            )
+        return None
 
     def cancel_all_orders(self, symbol: str) -> int:
         count = len(self.open_orders(symbol))

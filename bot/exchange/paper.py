@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from bot.errors import TemporaryExchangeError, VenueRejectedError
 from bot.exchange.base import OrderUpdateHandler
 from bot.models import (
+    AccountModes,
     Balance,
     Candle,
     MarginType,
@@ -162,6 +163,9 @@ class PaperExchange:
                     -4048, "Margin type cannot be changed if there exists position."
                 )
             book.margin_type = margin_type
+
+    def account_modes(self) -> AccountModes:
+        return AccountModes()  # one-way, single-asset: what the paper book models
 
     # -------------------------------------------------------------- queries
 

@@ -204,13 +204,15 @@ def test_startup_reconciliation(restarted: Rig, case: Case) -> None:
 def test_an_unprotected_position_that_cannot_be_closed_stops_the_startup(restarted: Rig) -> None:
     seed(restarted, 0.1, (OLD_TP,))
     refusal = VenueRejectedError(-2022, "ReduceOnly Order is rejected.")
-    restarted.exchange.fail("place_market_order", refusal)
+    restarted.exchange.fail("place_market_order", *[refusal] * 10)  # every retry of the close
 
     with pytest.raises(VenueRejectedError):
         restarted.engine.reconcile_at_startup(["BTCUSDT"])
 
     records = restarted.records()
-    rejected = records[-1]
+    alert = records[-1]
+    assert alert["event_type"] == "api_error" and alert["error"]["severity"] == "critical"
+    rejected = records[-2]
     assert rejected["event_type"] == "order_rejected"
     assert rejected["operation"] == "close_unprotected_position"
     assert rejected["trace_id"] == "old"

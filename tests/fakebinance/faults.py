@@ -33,6 +33,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     execute: bool = False  # process the request at the venue before answering with the fault
+    hide_for: float = 0.0  # with execute: the order stays invisible to queries this long
 
     def payload(self) -> dict[str, Any] | None:
         if self.code is None:
@@ -112,6 +113,28 @@ class Fault:
             msg="Timeout waiting for response from backend server. "
             "Send status unknown; execution status unknown.",
             execute=execute,
+        )
+
+    @classmethod
+    def processed_but_invisible(cls, seconds: float, *, status: int = 503) -> Fault:
+        """-1000 after the venue processed the order, which queries then miss for ``seconds``."""
+        return cls(
+            "processed_but_invisible",
+            status=status,
+            code=-1000,
+            msg="An unknown error occurred while processing the request.",
+            execute=True,
+            hide_for=seconds,
+        )
+
+    @classmethod
+    def percent_price(cls) -> Fault:
+        """-4131: a market order's price would leave the PERCENT_PRICE band (thin book)."""
+        return cls(
+            "percent_price",
+            status=400,
+            code=-4131,
+            msg="The counterparty's best price does not meet the PERCENT_PRICE filter limit.",
         )
 
     @classmethod

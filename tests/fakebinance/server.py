@@ -18,8 +18,18 @@ What it checks like Binance does:
 What a test can do besides calling the API: move prices (``set_price``, which
 triggers TP/SL algo orders and pushes user-data events), close candles
 (``close_kline``), queue faults per endpoint (``inject``, see ``faults.py``),
-drop or refuse websocket connections, expire listen keys, and read everything
-that happened (``requests``, ``venue.orders``, ``venue.algo_orders``).
+drop or refuse websocket connections, expire listen keys, switch on the
+venue's bad days (``venue.trigger_faults``, ``venue.forget_algo_orders``,
+``venue.dual_side`` ... see ``venue.py``), and read everything that happened
+(``requests``, ``venue.orders``, ``venue.algo_orders``, ``venue.trades``,
+``longest_unprotected``).
+
+Websockets are served where the venue serves them since its 2026 split:
+``/market/...`` for market streams such as klines, ``/public/...`` for book
+streams, ``/private/...`` for the user-data stream (``/private/ws/<listenKey>``
+or ``/private/ws?listenKey=``). The legacy routes (``/ws/...``, ``/stream?...``)
+were retired and answer HTTP 404, and a stream asked for on the wrong route is
+refused with HTTP 400; ``legacy_websocket_routes = True`` serves them again.
 Nothing is random except the seeded candle history, so runs are repeatable.
 """
 
@@ -117,6 +127,7 @@ class FakeBinance:
                     tick=spec.tick_size,
                 )
         self.refuse_websockets = False
+        self.legacy_websocket_routes = False
         self.listen_keys: dict[str, int] = {}  # key -> expiry (server ms)
         self.keepalives = 0
         self._listen_key_seq = itertools.count(1)
@@ -335,6 +346,11 @@ class FakeBinance:
                 if a.symbol == symbol and a.status == "NEW" and a.type == "STOP_MARKET"
             ]
 
+    def longest_unprotected(self, symbol: str) -> float:
+        """Seconds of the longest time ``symbol`` held a position without a working stop-loss."""
+        spans = self.venue.unprotected_spans(symbol)
+        return max((end - start for start, end in spans), default=0) / 1000
+
     def client_order_ids(self) -> list[str]:
         """Every client id the venue accepted (regular and algo), in order."""
         with self.venue.lock:
@@ -379,6 +395,8 @@ class FakeBinance:
             "GET /fapi/v1/algoOrder": ("SIGNED", v.get_algo_order),
             "DELETE /fapi/v1/algoOrder": ("SIGNED", v.cancel_algo_order),
             "GET /fapi/v1/openAlgoOrders": ("SIGNED", v.open_algo_orders),
+            "GET /fapi/v1/positionSide/dual": ("SIGNED", lambda p: v.position_mode()),
+            "GET /fapi/v1/multiAssetsMargin": ("SIGNED", lambda p: v.multi_assets_mode()),
             "DELETE /fapi/v1/algoOpenOrders": ("SIGNED", v.cancel_all_algo),
         }
 
@@ -407,6 +425,9 @@ class FakeBinance:
         executed = (
             self._serve(request, endpoint, params, raw_query, raw_body) if fault.execute else None
         )
+        cid = params.get("newClientOrderId") or params.get("clientAlgoId")
+        if executed is not None and executed[0] == 200 and fault.hide_for and cid:
+            self.venue.hide(cid, fault.hide_for)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.kind == "timeout":
@@ -562,10 +583,12 @@ class FakeBinance:
         return name.startswith("lk") and "@" not in name
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path, route = request.path, ""
         for prefix in ("/public", "/market", "/private"):
             if path.startswith(prefix + "/"):
-                path = path[len(prefix) :]
+                path, route = path[len(prefix) :], prefix
+        if not route and not self.legacy_websocket_routes:
+            return web.Response(status=404, text="not found")
         combined = path == "/stream"
         if combined:
             streams = {s for s in request.query.get("streams", "").split("/") if s}
@@ -582,6 +605,8 @@ class FakeBinance:
         for name in streams:
             if self._is_listen_key(name) and name not in self.listen_keys:
                 return web.Response(status=400, text="invalid listenKey")
+            if route and (route == "/private") != self._is_listen_key(name):
+                return web.Response(status=400, text=f"stream {name} is not served on {route}")
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, streams, combined)

@@ -15,7 +15,27 @@ Behaviour modelled on Binance USD-M futures in one-way mode:
 * Conditional types (STOP_MARKET, TAKE_PROFIT_MARKET, ...) are refused on
   ``/fapi/v1/order`` with -4120 and live in the Algo Order service instead;
   they trigger when ``set_price`` crosses their ``triggerPrice``. A triggered
-  order's sibling stays open (the bot cancels it), like on the venue.
+  order's sibling stays open (the bot cancels it), like on the venue. A second
+  closePosition order of one type and side is refused with -4130.
+
+The venue's bad days, each switched on by a test (all off by default):
+
+* ``trigger_faults``: the next stop-losses to trigger end ``REJECTED`` (the
+  algo order, reason in ``rm``) or ``EXPIRED`` (the triggered market order),
+  leaving the position open;
+* ``forget_algo_orders(seconds)``: the algo service answers -2013 / -2011 for
+  orders that exist, while ``openAlgoOrders`` still lists them;
+* ``hide(cid, seconds)``: an order processed but invisible to queries and
+  open-order lists (the server does it after a 503 -1000 fault);
+* ``trades_per_fill``: market orders fill in that many trades, each with its
+  own ``rp`` / ``n``;
+* ``dual_side`` (hedge mode: -4061 without positionSide, -1106 for
+  reduceOnly, two legs in positionRisk) and ``multi_assets`` (-4168 for
+  ISOLATED).
+
+``protection_timeline`` records, after every change, whether each symbol's
+position stands without a working stop-loss, so tests measure unprotected
+time from the venue's own records (:meth:`Venue.unprotected_spans`).
 """
 
 from __future__ import annotations
@@ -279,6 +299,15 @@ class Venue:
         self.orders: list[Order] = []
         self.algo_orders: list[AlgoOrder] = []
         self.unique_client_ids = "open"  # or "all"
+        self.trigger_faults: list[str] = []  # "REJECTED" / "EXPIRED", for the next stops
+        self.trades_per_fill = 1
+        self.dual_side = False
+        self.multi_assets = False
+        self.algo_amnesia_until = 0  # server ms
+        self.hidden_until: dict[str, int] = {}  # client id -> server ms
+        self.incidents: list[tuple[int, str, str]] = []  # (server ms, kind, client id)
+        self.trades: list[dict[str, Any]] = []  # every fill, one row per trade
+        self.protection_timeline: list[tuple[int, str, bool]] = []  # (ms, symbol, unprotected)
         self._order_ids = itertools.count(8_000_000_001)
         self._algo_ids = itertools.count(3_000_000_001)
         self._trade_ids = itertools.count(100_001)
@@ -436,7 +465,15 @@ class Venue:
                         "updateTime": pos.update_time,
                     }
                 )
-            return out
+            return [leg for row in out for leg in self._legs(row)] if self.dual_side else out
+
+    @staticmethod
+    def _legs(row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Hedge mode: a LONG and a SHORT row per symbol; the one-way amount sits in its leg."""
+        amount = Decimal(row["positionAmt"])
+        long_leg = {**row, "positionSide": "LONG", "positionAmt": _fmt(max(amount, Decimal(0)))}
+        short_leg = {**row, "positionSide": "SHORT", "positionAmt": _fmt(min(amount, Decimal(0)))}
+        return [short_leg, long_leg]
 
     def account(self) -> dict[str, Any]:
         with self.lock:
@@ -477,7 +514,14 @@ class Venue:
                 raise mandatory("leverage")
             if not raw.isdigit() or not 1 <= int(raw) <= 125:
                 raise VenueError(-4028, f"Leverage {raw} is not valid")
-            self.positions[spec.symbol].leverage = int(raw)
+            pos = self.positions[spec.symbol]
+            if pos.amount and pos.margin_type == "ISOLATED" and int(raw) < pos.leverage:
+                raise VenueError(
+                    -4161,
+                    "Leverage reduction is not supported in Isolated Margin Mode "
+                    "with open positions.",
+                )
+            pos.leverage = int(raw)
             return {"leverage": int(raw), "maxNotionalValue": "1000000", "symbol": spec.symbol}
 
     def change_margin_type(self, params: Params) -> dict[str, Any]:
@@ -491,10 +535,92 @@ class Venue:
             pos = self.positions[spec.symbol]
             if pos.margin_type == wanted:
                 raise VenueError(-4046, "No need to change margin type.")
+            if self.multi_assets and wanted == "ISOLATED":
+                raise VenueError(
+                    -4168, "Unable to adjust to isolated-margin mode under the Multi-Assets mode."
+                )
             if pos.amount:
                 raise VenueError(-4048, "Margin type cannot be changed if there exists position.")
             pos.margin_type = wanted
             return {"code": 200, "msg": "success"}
+
+    def position_mode(self) -> dict[str, Any]:
+        return {"dualSidePosition": self.dual_side}
+
+    def multi_assets_mode(self) -> dict[str, Any]:
+        return {"multiAssetsMargin": self.multi_assets}
+
+    def _check_position_side(self, params: Params) -> None:
+        """Hedge mode wants LONG/SHORT on every order and refuses reduceOnly."""
+        side = params.get("positionSide", "BOTH")
+        if self.dual_side and side not in ("LONG", "SHORT"):
+            raise VenueError(-4061, "Order's position side does not match user's setting.")
+        if not self.dual_side and side != "BOTH":
+            raise VenueError(-4061, "Order's position side does not match user's setting.")
+        if self.dual_side and "reduceOnly" in params:
+            raise VenueError(-1106, "Parameter 'reduceOnly' sent when not required.")
+
+    # ------------------------------------------------- switchable bad days
+
+    def forget_algo_orders(self, seconds: float) -> None:
+        """The algo service answers -2013/-2011 for existing orders for ``seconds``."""
+        with self.lock:
+            self.algo_amnesia_until = self._clock() + int(seconds * 1000)
+            self.incidents.append((self._clock(), "algo_amnesia", ""))
+
+    def hide(self, cid: str, seconds: float) -> None:
+        """Order ``cid`` exists but queries and open lists do not show it for ``seconds``."""
+        with self.lock:
+            self.hidden_until[cid] = self._clock() + int(seconds * 1000)
+            self.incidents.append((self._clock(), "hidden_order", cid))
+
+    def _hidden(self, cid: str) -> bool:
+        return self.hidden_until.get(cid, 0) > self._clock()
+
+    def _algo_amnesia(self) -> bool:
+        return self.algo_amnesia_until > self._clock()
+
+    # ------------------------------------------------ protection timeline
+
+    def _unprotected(self, symbol: str) -> bool:
+        pos = self.positions[symbol]
+        if not pos.amount:
+            return False
+        exit_side = "SELL" if pos.amount > 0 else "BUY"
+        stops = [
+            a
+            for a in self.algo_orders
+            if a.symbol == symbol
+            and a.status == "NEW"
+            and a.type == "STOP_MARKET"
+            and a.side == exit_side
+        ]
+        covered = sum((a.quantity for a in stops if a.reduce_only), Decimal(0))
+        return not (any(a.close_position for a in stops) or covered >= abs(pos.amount))
+
+    def _note(self, symbol: str) -> None:
+        """Record whether ``symbol`` stands unprotected now (only changes are kept)."""
+        state = self._unprotected(symbol)
+        last = next((s for _, sym, s in reversed(self.protection_timeline) if sym == symbol), False)
+        if state != last:
+            self.protection_timeline.append((self._clock(), symbol, state))
+
+    def unprotected_spans(self, symbol: str) -> list[tuple[int, int]]:
+        """(start ms, end ms) of every time ``symbol`` had a position without a stop-loss."""
+        with self.lock:
+            spans: list[tuple[int, int]] = []
+            start: int | None = None
+            for at, sym, state in self.protection_timeline:
+                if sym != symbol:
+                    continue
+                if state and start is None:
+                    start = at
+                elif not state and start is not None:
+                    spans.append((start, at))
+                    start = None
+            if start is not None:
+                spans.append((start, self._clock()))
+            return spans
 
     # ------------------------------------------------------------- orders
 
@@ -550,6 +676,7 @@ class Venue:
                 )
             if kind not in ("MARKET", "LIMIT"):
                 raise VenueError(-1116, "Invalid orderType.")
+            self._check_position_side(params)
             cid = params.get("newClientOrderId") or f"fake-{next(self._trade_ids)}"
             self._check_client_id(cid)
             qty = _decimal(params, "quantity")
@@ -600,6 +727,7 @@ class Venue:
             self._order_event(order, "NEW", "NEW")
             if kind == "MARKET":
                 self._fill(order, self.prices[spec.symbol])
+            self._note(spec.symbol)
             if params.get("newOrderRespType", "ACK") == "RESULT":
                 return order.record()
             return ack
@@ -622,7 +750,21 @@ class Venue:
                 self._order_event(order, "EXPIRED", "EXPIRED")
                 return
             qty = min(qty, abs(pos.amount))
-            signed = qty if order.side == "BUY" else -qty
+        for part in self._trade_sizes(order.symbol, qty):
+            self._fill_trade(order, part, price)
+
+    def _trade_sizes(self, symbol: str, qty: Decimal) -> list[Decimal]:
+        """``qty`` cut into ``trades_per_fill`` step-aligned trades (the last takes the rest)."""
+        step = self.symbols[symbol].step_size
+        count = max(1, self.trades_per_fill)
+        part = (qty / count // step) * step
+        if not part:
+            return [qty]
+        return [part] * (count - 1) + [qty - part * (count - 1)]
+
+    def _fill_trade(self, order: Order, qty: Decimal, price: Decimal) -> None:
+        pos = self.positions[order.symbol]
+        signed = qty if order.side == "BUY" else -qty
         realized = Decimal(0)
         if pos.amount and (pos.amount > 0) != (signed > 0):
             closed = min(abs(signed), abs(pos.amount))
@@ -642,10 +784,27 @@ class Venue:
         pos.update_time = now
         order.executed_qty += qty
         order.avg_price = price
-        order.status = "FILLED"
+        done = order.executed_qty >= order.quantity or not pos.amount
+        order.status = "FILLED" if done else "PARTIALLY_FILLED"
         order.update_time = now
+        self.trades.append(
+            {
+                "client_order_id": order.client_order_id,
+                "order_id": order.order_id,
+                "qty": qty,
+                "price": price,
+                "commission": fee,
+                "realized_pnl": realized,
+            }
+        )
         self._order_event(
-            order, "TRADE", "FILLED", last_qty=qty, last_price=price, fee=fee, realized=realized
+            order,
+            "TRADE",
+            order.status,
+            last_qty=qty,
+            last_price=price,
+            fee=fee,
+            realized=realized,
         )
         self._emit(
             {
@@ -740,6 +899,8 @@ class Venue:
             if order.symbol != symbol:
                 continue
             if (oid and str(order.order_id) == oid) or (cid and order.client_order_id == cid):
+                if self._hidden(order.client_order_id):
+                    break
                 return order
         raise VenueError(-2013, "Order does not exist.")
 
@@ -759,6 +920,7 @@ class Venue:
         order.status = "CANCELED"
         order.update_time = self._clock()
         self._order_event(order, "CANCELED", "CANCELED")
+        self._note(order.symbol)
 
     def open_orders(self, params: Params) -> list[dict[str, Any]]:
         with self.lock:
@@ -766,7 +928,9 @@ class Venue:
             return [
                 o.record()
                 for o in self.orders
-                if o.status == "NEW" and (not symbol or o.symbol == symbol)
+                if o.status == "NEW"
+                and (not symbol or o.symbol == symbol)
+                and not self._hidden(o.client_order_id)
             ]
 
     def cancel_all(self, params: Params) -> dict[str, Any]:
@@ -796,6 +960,7 @@ class Venue:
                 raise mandatory("type")
             if kind not in ALGO_TYPES_SUPPORTED:
                 raise VenueError(-1116, "Invalid orderType.")
+            self._check_position_side(params)
             cid = params.get("clientAlgoId") or f"fakealgo-{next(self._trade_ids)}"
             self._check_client_id(cid)
             trigger = _decimal(params, "triggerPrice")
@@ -811,6 +976,19 @@ class Venue:
                 self._check_quantity(spec, qty, market=True)
             if self._would_trigger(kind, side, trigger, self.prices[spec.symbol]):
                 raise VenueError(-2021, "Order would immediately trigger.")
+            if close_position and any(
+                a.symbol == spec.symbol
+                and a.side == side
+                and a.type == kind
+                and a.close_position
+                and a.status == "NEW"
+                for a in self.algo_orders
+            ):
+                raise VenueError(
+                    -4130,
+                    "An open stop or take profit order with GTE and closePosition "
+                    "in the direction is existing.",
+                )
             now = self._clock()
             algo = AlgoOrder(
                 algo_id=next(self._algo_ids),
@@ -827,6 +1005,7 @@ class Venue:
             )
             self.algo_orders.append(algo)
             self._algo_event(algo)
+            self._note(spec.symbol)
             return algo.record()
 
     @staticmethod
@@ -836,7 +1015,7 @@ class Venue:
         falls_to = (side == "SELL") == stop
         return price <= trigger if falls_to else price >= trigger
 
-    def _algo_event(self, algo: AlgoOrder) -> None:
+    def _algo_event(self, algo: AlgoOrder, reason: str = "") -> None:
         now = self._clock()
         self._emit(
             {
@@ -868,6 +1047,7 @@ class Venue:
                     "R": algo.reduce_only,
                     "tt": algo.trigger_time,
                     "gtd": 0,
+                    "rm": reason,
                 },
             }
         )
@@ -878,8 +1058,12 @@ class Venue:
             raise VenueError(
                 -1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!"
             )
+        if self._algo_amnesia():
+            raise VenueError(-2013, "Order does not exist.")
         for algo in self.algo_orders:
             if (aid and str(algo.algo_id) == aid) or (cid and algo.client_algo_id == cid):
+                if self._hidden(algo.client_algo_id):
+                    break
                 return algo
         raise VenueError(-2013, "Order does not exist.")
 
@@ -889,6 +1073,8 @@ class Venue:
 
     def cancel_algo_order(self, params: Params) -> dict[str, Any]:
         with self.lock:
+            if self._algo_amnesia():
+                raise VenueError(-2011, "Unknown order sent.")
             algo = self.find_algo(params)
             if algo.status != "NEW":
                 raise VenueError(-2011, "Unknown order sent.")
@@ -904,6 +1090,7 @@ class Venue:
         algo.status = "CANCELED"
         algo.update_time = self._clock()
         self._algo_event(algo)
+        self._note(algo.symbol)
 
     def open_algo_orders(self, params: Params) -> list[dict[str, Any]]:
         with self.lock:
@@ -911,7 +1098,9 @@ class Venue:
             return [
                 a.record()
                 for a in self.algo_orders
-                if a.status == "NEW" and (not symbol or a.symbol == symbol)
+                if a.status == "NEW"
+                and (not symbol or a.symbol == symbol)
+                and not self._hidden(a.client_algo_id)
             ]
 
     def cancel_all_algo(self, params: Params) -> dict[str, Any]:
@@ -940,6 +1129,7 @@ class Venue:
                     continue
                 if self._would_trigger(algo.type, algo.side, algo.trigger_price, price):
                     self._trigger(algo, price)
+            self._note(symbol)
 
     def _trigger(self, algo: AlgoOrder, price: Decimal) -> None:
         pos = self.positions[algo.symbol]
@@ -953,6 +1143,16 @@ class Venue:
         if not qty or (algo.close_position and not closes):
             algo.status = "EXPIRED"
             self._algo_event(algo)
+            self._note(algo.symbol)
+            return
+        fault = ""
+        if algo.type == "STOP_MARKET" and self.trigger_faults:
+            fault = self.trigger_faults.pop(0)
+        if fault == "REJECTED":
+            algo.status = "REJECTED"
+            self.incidents.append((now, "stop_rejected", algo.client_algo_id))
+            self._algo_event(algo, reason="Margin is insufficient.")
+            self._note(algo.symbol)
             return
         order = Order(
             order_id=next(self._order_ids),
@@ -973,9 +1173,15 @@ class Venue:
         algo.status = "TRIGGERED"
         self._algo_event(algo)
         self._order_event(order, "NEW", "NEW")
-        self._fill(order, price)
+        if fault == "EXPIRED":
+            self.incidents.append((now, "stop_expired", algo.client_algo_id))
+            order.status = "EXPIRED"
+            self._order_event(order, "EXPIRED", "EXPIRED")
+        else:
+            self._fill(order, price)
         algo.executed_qty = order.executed_qty
         algo.avg_price = order.avg_price
         algo.status = "FINISHED"
         algo.update_time = self._clock()
         self._algo_event(algo)
+        self._note(algo.symbol)

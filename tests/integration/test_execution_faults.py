@@ -214,7 +214,7 @@ def test_unknown_outcome_is_resolved_by_query_not_by_resending(stack: Stack) -> 
     assert [r.params["origClientOrderId"] for r in queries] == [ENTRY]
     resolution = events(stack, "api_error")[0]["error"]
     assert resolution["error_type"] == "UnknownOutcomeError"
-    assert resolution["resolution"] == "query_order_by_client_id"
+    assert resolution["resolution"] == "query_venue_records"
     assert_invariants(stack)
 
 
