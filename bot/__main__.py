@@ -308,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         audit = AuditLogger(
             settings["audit_dir"],
+            bot_id=settings["bot.id"],
             hmac_key=settings.secrets.audit_hmac_key or None,
             redact_values=settings.secrets.values(),
             fsync_interval=settings["audit.fsync_interval_seconds"],

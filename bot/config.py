@@ -1,7 +1,7 @@
 """Settings from defaults, a TOML file, the environment and the command line.
 
 The only reader of ``os.environ`` in the bot. Precedence, lowest first:
-built-in defaults, ``--config FILE`` (TOML), environment (``AUDIT_DIR``),
+built-in defaults, ``--config FILE`` (TOML), environment (``AUDIT_DIR``, ``BOT_ID``),
 command-line flags. Every value is checked against one table of keys
 (:data:`KEYS`) before anything trades; a bad one raises
 :class:`~bot.errors.ConfigError` naming the key and what is allowed, and an
@@ -27,6 +27,7 @@ from bot.errors import ConfigError
 BINANCE_INTERVALS = (
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
 )  # fmt: skip
+_BOT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 LIVE_CONFIRMATION_FLAG = "--i-understand-live-trading"
 
@@ -85,6 +86,13 @@ KEYS: tuple[Key, ...] = (
     Key("seed", int, 42, "integer >= 0", lambda v: v >= 0),
     Key("speed", float, 60.0, "number 0..100000 (0: as fast as possible)", _between(0, 1e5)),
     Key("audit_dir", str, "logs/audit", "a directory path", lambda v: bool(v.strip())),
+    Key(
+        "bot.id",
+        str,
+        "bot",
+        "1..64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        lambda v: bool(_BOT_ID_RE.match(v)),
+    ),
     Key(
         "symbols",
         list,
@@ -256,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", help="sim: random seed (same seed, same prices)")
     p.add_argument("--speed", help="sim/replay: simulated seconds per real second (0: max)")
     p.add_argument("--audit-dir", dest="audit_dir", help="audit trail directory (env AUDIT_DIR)")
+    p.add_argument("--bot-id", dest="bot.id", help="the bot's name in audit records (env BOT_ID)")
     p.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT")
     p.add_argument("--intervals", help="comma-separated, e.g. 1m,5m")
     p.add_argument("--backfill", help="candles per interval loaded before streaming")
@@ -366,6 +375,8 @@ def load_settings(
             raise ConfigError(f"config: {config_file} is not valid TOML ({exc})") from None
     if env.get("AUDIT_DIR"):
         layers.append(("environment", {"audit_dir": env["AUDIT_DIR"]}))
+    if env.get("BOT_ID"):
+        layers.append(("environment", {"bot.id": env["BOT_ID"]}))
     layers.append(("command line", {k: v for k, v in args.items() if v is not None}))
 
     values: dict[str, Any] = {k.name: k.default for k in KEYS}
