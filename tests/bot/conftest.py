@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from bot.audit import AuditLogger
+from bot.control.guard import EntryGuard
+from bot.control.protections import PreTradeLimits, Protections, ProtectionSettings
+from bot.control.state import TradingControl
 from bot.engine import TradingEngine
 from bot.errors import ExchangeError
 from bot.exchange.paper import PaperExchange
@@ -185,6 +188,8 @@ class Rig:
     engine: TradingEngine
     strategy: ScriptedStrategy
     sleeps: list[float]
+    guard: EntryGuard
+    clock: FakeClock
 
     def feed(self, *candles: Candle) -> None:
         for c in candles:
@@ -207,24 +212,52 @@ class Rig:
         return [o for o in self.paper._state.orders.values() if o.client_order_id == cid]
 
 
-def build_rig(audit_dir: Path, *, subscribe: bool = True) -> Rig:
+@dataclass
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    now: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def build_rig(
+    audit_dir: Path,
+    *,
+    subscribe: bool = True,
+    protections: ProtectionSettings | None = None,
+    limits: PreTradeLimits | None = None,
+) -> Rig:
     """The engine over a paper venue priced at 50 000; ``subscribe=False``: the engine
-    does not hear the venue's order updates yet (as before a restarted bot subscribes)."""
+    does not hear the venue's order updates yet (as before a restarted bot subscribes).
+    Trading controls are wired as the bot wires them (all protections off by default),
+    on a fake clock."""
     audit = AuditLogger(audit_dir, fsync_interval=0.05)
     paper = PaperExchange(initial_balance=10_000.0, fee_rate=0.0004, slippage_bps=0.0)
     exchange = FailingExchange(paper)
     sleeps: list[float] = []
+    clock = FakeClock()
+    limits = limits or PreTradeLimits()
+    control = TradingControl(audit, clock=clock, max_orders_per_minute=limits.max_orders_per_minute)
+    guard = EntryGuard(
+        control, Protections(protections or ProtectionSettings()), limits, audit, clock=clock
+    )
     execution = OrderExecutionManager(
         exchange,  # type: ignore[arg-type]
         audit,
         leverage=LIMITS.leverage,
         retry=RetryPolicy(max_attempts=3, backoff_base=0.5, backoff_max=4.0),
         sleep=sleeps.append,
+        gate=control,
     )
     strategy = ScriptedStrategy()
     engine = TradingEngine(
         strategy=strategy,
-        risk=RiskManager(LIMITS, audit),
+        risk=RiskManager(LIMITS, audit, guard),
         execution=execution,
         audit=audit,
     )
@@ -232,7 +265,7 @@ def build_rig(audit_dir: Path, *, subscribe: bool = True) -> Rig:
         paper.subscribe_order_updates(engine.on_order_update)
     execution.configure_symbol("BTCUSDT")
     paper.on_market_candle(candle(50_000.0, minute=-1))
-    return Rig(audit_dir, audit, paper, exchange, execution, engine, strategy, sleeps)
+    return Rig(audit_dir, audit, paper, exchange, execution, engine, strategy, sleeps, guard, clock)
 
 
 @pytest.fixture
