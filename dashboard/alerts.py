@@ -3,8 +3,12 @@
 The rules and their state machine live in ``dashboard.alert_rules`` (pure, shared
 with the dashboard); this module is the I/O around them:
 
-* reads the audit trail through ``TrailStore`` (``AUDIT_DIR``, default logs/audit),
-* evaluates every ``--interval`` seconds with the wall clock,
+* reads every bot's trail under ``AUDIT_DIR`` (default logs/audit; one ``TrailStore``
+  per bot that ``bot.audit.trails.discover`` finds, looked for again at every tick),
+* evaluates every ``--interval`` seconds with the wall clock, each rule for each bot
+  separately (state per rule x bot; a rule with ``bot`` only for that bot),
+* serves the Prometheus metrics of every bot on ``--metrics-addr`` / ``METRICS_ADDR``
+  (default 127.0.0.1:9464, ``off`` disables; dashboard/exporter.py),
 * writes each notification as an ``alert_fired`` / ``alert_resolved`` record with
   the real AuditLogger to ``ALERTS_DIR`` (default logs/alerts), in
   ``alerts_YYYYMMDD.jsonl`` files of the audit record format (hash-chained too),
@@ -38,8 +42,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger, chain, reader
+from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger, chain, reader, trails
 from dashboard.alert_rules import (
+    ACTIVE_STATES,
     AlertEngine,
     AlertState,
     Notification,
@@ -50,6 +55,8 @@ from dashboard.alert_rules import (
     load_rules,
     open_alerts,
 )
+from dashboard.breakers import CircuitBreaker
+from dashboard.exporter import BotMetrics, MetricsServer, TrailCollector, parse_address
 from dashboard.store import TrailStore
 
 __all__ = [
@@ -72,6 +79,7 @@ log = logging.getLogger("dashboard.alerts")
 DEFAULT_RULES_FILE = Path(__file__).with_name("alerts.toml")
 DEFAULT_AUDIT_DIR = "logs/audit"
 DEFAULT_ALERTS_DIR = "logs/alerts"
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 ALERTS_FILE_PREFIX = chain.ALERTS_FILE_PREFIX
 ALERT_EVENT_TYPES = frozenset(
     {AuditEventType.ALERT_FIRED.value, AuditEventType.ALERT_RESOLVED.value}
@@ -104,11 +112,12 @@ def read_alert_history(
 # ------------------------------------------------------------------- recording
 
 
-def alert_record_data(t: Transition) -> dict[str, Any]:
+def alert_record_data(t: Transition, bot: str = trails.DEFAULT_BOT) -> dict[str, Any]:
     """``additional_data`` of an alert record: enough to read it without the rules file."""
     rule = t.rule
     data: dict[str, Any] = {
         "rule": rule.name,
+        "bot": bot,
         "metric": rule.metric,
         "notification": t.notification.value if t.notification else None,
         "state": t.state.value,
@@ -141,7 +150,7 @@ class AlertRecorder:
     def __init__(self, logger: AuditLogger) -> None:
         self._logger = logger
 
-    def record(self, t: Transition) -> None:
+    def record(self, t: Transition, bot: str = trails.DEFAULT_BOT) -> None:
         if t.notification is None:
             return
         kind = (
@@ -153,7 +162,7 @@ class AlertRecorder:
             kind,
             "evaluate_alert_rule",
             symbol=t.rule.symbol,
-            additional_data=alert_record_data(t),
+            additional_data=alert_record_data(t, bot),
         )
 
     def close(self) -> None:
@@ -296,7 +305,7 @@ class TrailSource(Protocol):
 
 
 class AlertService:
-    """One evaluation tick: ingest, evaluate, then record and notify each notification.
+    """One bot's evaluation tick: ingest, evaluate, then record and notify each notification.
 
     A failing step is logged and the next tick tries again: the loop never dies."""
 
@@ -309,6 +318,9 @@ class AlertService:
         webhook: WebhookNotifier | None = None,
         clock: Callable[[], float] = time.time,
         out: Callable[[str], None] = print,
+        bot: str = trails.DEFAULT_BOT,
+        directory: Path | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -316,6 +328,9 @@ class AlertService:
         self.webhook = webhook
         self.clock = clock
         self.out = out
+        self.bot = bot
+        self.directory = directory  # the bot's trail directory (None for a fake source)
+        self.breaker = breaker
 
     def tick(self) -> list[Transition]:
         try:
@@ -334,19 +349,122 @@ class AlertService:
             if t.notification is None:
                 log.info("%s", t.text())
                 continue
-            self.recorder.record(t)  # the AuditLogger never raises
+            self.recorder.record(t, self.bot)  # the AuditLogger never raises
+            if self.breaker is not None:
+                self.breaker.act(t, self.bot, self.directory)  # never raises
+            text = self.text(t)
             if self.webhook is not None:
-                self.webhook.submit(t.text())  # never blocks, never raises
+                self.webhook.submit(text)  # never blocks, never raises
             try:
-                self.out(f"{chain.format_timestamp(int(t.at * 1e9))} ALERT {t.text()}")
+                self.out(f"{chain.format_timestamp(int(t.at * 1e9))} ALERT {text}")
             except (OSError, ValueError):  # stdout gone (closed pipe): keep evaluating
-                log.warning("could not print notification: %s", t.text())
+                log.warning("could not print notification: %s", text)
+        if self.breaker is not None:
+            self.breaker.retry(self.bot)
         return transitions
+
+    def text(self, t: Transition) -> str:
+        """The notification's text, naming the bot unless it is the single default one."""
+        return t.text() if self.bot == trails.DEFAULT_BOT else f"[{self.bot}] {t.text()}"
+
+    def firing(self) -> dict[str, bool]:
+        """Rule name -> whether its alert is open (firing or recovering) for this bot."""
+        return {name: st.state in ACTIVE_STATES for name, st in self.engine.states.items()}
 
     def run(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():
             self.tick()
             stop.wait(interval)
+
+
+class AlertFleet:
+    """Every bot under one audit directory: one store, engine and service per bot.
+
+    Bots are looked for at every tick (``trails.discover``), so a bot started later
+    is picked up; an audit directory without any trail yet is watched as the single
+    default bot (its staleness rule reports nodata until records arrive)."""
+
+    def __init__(
+        self,
+        audit_dir: Path,
+        rules: list[Rule],
+        recorder: AlertRecorder,
+        history: list[dict[str, Any]],
+        *,
+        webhook: WebhookNotifier | None = None,
+        out: Callable[[str], None] = print,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.audit_dir = audit_dir
+        self.rules = rules
+        self.recorder = recorder
+        self.history = history
+        self.webhook = webhook
+        self.out = out
+        self.breaker = breaker
+        self.services: dict[str, AlertService] = {}
+        self._stores: dict[str, TrailStore] = {}
+        self._lock = threading.Lock()  # services: ticks add, scrapes read
+
+    def discover(self) -> None:
+        found = trails.discover(self.audit_dir) or {trails.DEFAULT_BOT: self.audit_dir}
+        with self._lock:
+            gone = [bot for bot in self.services if bot not in found]
+            for bot in gone:
+                del self.services[bot]
+                self._stores.pop(bot).stop()
+            for bot, directory in found.items():
+                if bot not in self.services:
+                    self._stores[bot] = TrailStore(directory)
+                    self.services[bot] = self._service(bot, directory, self._stores[bot])
+                    log.info("watching bot %s in %s", bot, directory)
+
+    def _service(self, bot: str, directory: Path, store: TrailStore) -> AlertService:
+        rules = [r for r in self.rules if r.bot in (None, bot)]
+        engine = AlertEngine(rules)
+        mine = [
+            r
+            for r in self.history
+            if (r.get("additional_data") or {}).get("bot", trails.DEFAULT_BOT) == bot
+        ]
+        engine.resume(open_alerts(mine))
+        return AlertService(
+            engine,
+            store,
+            self.recorder,
+            webhook=self.webhook,
+            out=self.out,
+            bot=bot,
+            directory=directory,
+            breaker=self.breaker,
+        )
+
+    def tick(self) -> list[Transition]:
+        try:
+            self.discover()
+        except Exception:
+            log.exception("looking for bot trails failed; retrying next tick")
+        with self._lock:
+            services = list(self.services.values())
+        return [t for service in services for t in service.tick()]
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        while not stop.is_set():
+            self.tick()
+            stop.wait(interval)
+
+    def metrics(self) -> list[BotMetrics]:
+        with self._lock:
+            pairs = [(self.services[bot], self._stores[bot]) for bot in self.services]
+        return [BotMetrics(service.bot, store, service.firing()) for service, store in pairs]
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._stores.values():
+                with contextlib.suppress(Exception):
+                    store.stop()
+            self.services.clear()
+            self._stores.clear()
 
 
 # ------------------------------------------------------------------------ main
@@ -379,6 +497,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--check", action="store_true", help="validate the rules file, print the rules, exit"
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        help="HOST:PORT of the Prometheus /metrics endpoint, or off "
+        f"(default: $METRICS_ADDR or {DEFAULT_METRICS_ADDR})",
     )
     return parser
 
@@ -419,6 +542,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
         return 2
     webhook_url = env.get("ALERT_WEBHOOK_URL") or None
+    try:
+        metrics_at = parse_address(
+            args.metrics_addr or env.get("METRICS_ADDR") or DEFAULT_METRICS_ADDR
+        )
+    except ValueError as exc:
+        print(f"alerts: {exc}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 
@@ -436,21 +566,27 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except OSError as exc:
         print(f"alerts: cannot write alerts directory {alerts_dir}: {exc}", file=sys.stderr)
         return 1
-    engine = AlertEngine(rules)
-    engine.resume(open_alerts(read_alert_history(alerts_dir)))
     webhook = (
         WebhookNotifier(webhook_url, timeout=args.webhook_timeout, attempts=args.webhook_attempts)
         if webhook_url
         else None
     )
-    store = TrailStore(audit_dir)
-    service = AlertService(
-        engine,
-        store,
+
+    def notify(text: str) -> None:  # what a circuit breaker has to say (e.g. bot unreachable)
+        print(f"{chain.format_timestamp(time.time_ns())} ALERT {text}", flush=True)
+        if webhook is not None:
+            webhook.submit(text)
+
+    fleet = AlertFleet(
+        audit_dir,
+        rules,
         AlertRecorder(logger),
+        read_alert_history(alerts_dir),
         webhook=webhook,
         out=lambda line: print(line, flush=True),
+        breaker=CircuitBreaker(logger, notify),
     )
+    metrics = _serve_metrics(fleet, metrics_at)
     log.info(
         "%d rules from %s; watching %s; recording to %s; webhook %s; every %gs",
         len(rules),
@@ -461,15 +597,32 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args.interval,
     )
     try:
-        service.run(stop, args.interval)
+        fleet.run(stop, args.interval)
     finally:
+        if metrics is not None:
+            metrics.close()
         if webhook is not None:
             webhook.close()
-        with contextlib.suppress(Exception):
-            store.stop()
+        fleet.close()
         logger.close()
     log.info("stopped")
     return 0
+
+
+def _serve_metrics(fleet: AlertFleet, where: tuple[str, int] | None) -> MetricsServer | None:
+    """The /metrics endpoint, or None when off. A port that cannot be bound is logged as
+    an error and evaluation goes on without metrics (Prometheus then shows the target
+    down): alerting matters more than its metrics."""
+    if where is None:
+        log.info("metrics off")
+        return None
+    try:
+        server = MetricsServer(TrailCollector(fleet.metrics), *where)
+    except OSError as exc:
+        log.error("metrics: cannot listen on %s:%d (%s); metrics off", *where, exc)
+        return None
+    log.info("metrics on %s", server.url)
+    return server
 
 
 if __name__ == "__main__":

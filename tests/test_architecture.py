@@ -16,6 +16,9 @@ CONFINED = {
     "streamlit": {"dashboard/app.py"},
     "plotly": {"dashboard/charts.py"},
     "watchdog": {"dashboard/ingest.py"},
+    "prometheus_client": {"dashboard/exporter.py"},
+    "boto3": {"bot/audit/archive.py"},
+    "botocore": {"bot/audit/archive.py"},
 }
 
 
