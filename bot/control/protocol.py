@@ -98,7 +98,9 @@ def request(
         except OSError as exc:
             raise ControlError(f"cannot reach the bot of {audit_dir}: {exc}") from None
         try:
-            sock.sendall(encode({"command": command, **fields}))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                # a bot that refuses this peer answers and hangs up without reading: read on
+                sock.sendall(encode({"command": command, **fields}))
             reader = sock.makefile("rb")
             acked_after: float | None = None
             while True:
