@@ -28,6 +28,7 @@ import orjson
 from bot.audit import archive, chain
 from bot.audit.compress import compress_closed_days
 from bot.audit.reader import TrailFollower, open_trail_file
+from bot.audit.dayindex import default_cache_dir
 from bot.audit.summary import RATES, summarize
 from bot.audit.verify import verify_trail
 
@@ -271,7 +272,16 @@ def _summary(args: argparse.Namespace, directory: Path) -> int:
     since = _when(args.since, "--since")
     until = _when(args.until, "--until")
     started = time.perf_counter()
-    result = summarize(directory, since, until, args.symbol, workers=args.workers)
+    result = summarize(
+        directory,
+        since,
+        until,
+        args.symbol,
+        workers=args.workers,
+        cache_dir=default_cache_dir(os.environ),
+        hmac_key=_key(),
+        progress=sys.stderr,
+    )
     elapsed = time.perf_counter() - started
     scope = f"{since or 'start'} .. {until or 'end'}" + (f", {args.symbol}" if args.symbol else "")
     print(f"audit summary of {directory} ({scope})")

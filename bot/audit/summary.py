@@ -1,11 +1,11 @@
 """Counts, rates and rejection reasons over a time range (`python -m bot.audit summary`).
 
-Fast on large trails because it does not parse JSON for most records: a
-writer's line has a fixed prefix (`{"timestamp":"<27>","event_type":"`), so
-timestamp and event type are byte slices. Only lines that need more (risk and
-order rejections for their reasons, a symbol filter that is ambiguous,
-lines not in the writer's layout) are parsed. Large files are split across
-worker processes like `verify` does.
+Built on the day indexes (``bot.audit.dayindex``), the same ones the dashboard
+uses, so both count by one rule: a whole day in the range is read from its kept
+index (computed once per fingerprint; a first run indexes the days it lacks on
+every core and keeps them), and only a day cut by ``--since``/``--until`` is read
+again, with the records outside the range left out. All bots' trails under the
+directory are summed unless one bot is asked for.
 
 The four rates are SPEC §9's; dashboard/metrics.py has the same definitions
 (bot.audit imports nothing from the rest of the project; a test keeps the two
@@ -14,16 +14,17 @@ in sync).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import TextIO
 
 from bot.audit import chain, pieces
-from bot.audit.reader import open_trail_file, parse_line
+from bot.audit.dayindex import DAY, RISK_REJECTION, DayIndex, Fingerprint, IndexCache, index_file
+from bot.audit.trails import discover
 
 # name -> (numerator event types, denominator event types), as in SPEC §9.
 RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -35,14 +36,11 @@ RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("trade_executed", "trade_execution_failed"),
     ),
 }
-_PARSED_TYPES = frozenset({b"risk_rejection", b"order_rejected"})
-_TS = slice(len(chain.TIMESTAMP_PREFIX), len(chain.TIMESTAMP_PREFIX) + chain.TIMESTAMP_LEN)
-_KEY_AT = _TS.stop
 
 
 @dataclass
 class Summary:
-    """What `summary` prints; mergeable so files can be scanned in parallel."""
+    """What `summary` prints; mergeable so days can be added one by one."""
 
     counts: Counter[str] = field(default_factory=Counter)
     risk_reasons: Counter[str] = field(default_factory=Counter)
@@ -62,25 +60,35 @@ class Summary:
         den = sum(self.counts[t] for t in denominator)
         return num, den, (num / den if den else None)
 
-    def merge(self, other: Summary) -> None:
-        self.counts.update(other.counts)
-        self.risk_reasons.update(other.risk_reasons)
-        self.order_errors.update(other.order_errors)
-        self.malformed += other.malformed
-        if other.first is not None and (self.first is None or other.first < self.first):
-            self.first = other.first
-        if other.last is not None and (self.last is None or other.last > self.last):
-            self.last = other.last
+    def add_day(self, index: DayIndex, symbol: str | None, bot: str | None) -> None:
+        """Add what a day index holds for ``symbol`` and ``bot`` (None: all)."""
+        for by_key in index.counts.values():
+            for (row_bot, kind, row_symbol, detail), n in by_key.items():
+                if (symbol is None or row_symbol == symbol) and (bot is None or row_bot == bot):
+                    self.counts[kind] += n
+                    if kind == RISK_REJECTION:
+                        self.risk_reasons[detail] += n
+        for by_error in index.errors.values():
+            for (row_bot, row_symbol, text), n in by_error.items():
+                if (symbol is None or row_symbol == symbol) and (bot is None or row_bot == bot):
+                    self.order_errors[text] += n
+        for name, (first, last) in index.spans.items():
+            row_bot, _, row_symbol = name.partition("/")
+            if (symbol is None or row_symbol == symbol) and (bot is None or row_bot == bot):
+                self.first = first if self.first is None or first < self.first else self.first
+                self.last = last if self.last is None or last > self.last else self.last
+        self.malformed += sum(index.malformed.values())
 
 
 @dataclass
 class _Task:
-    path: str
-    start: int
-    end: int  # -1: whole (gz) file
-    since: bytes | None
-    until: bytes | None
-    symbol: bytes | None
+    trail: str
+    path: Path
+    since: str | None  # None for both: the whole day, kept in the cache
+    until: str | None
+    cache_dir: Path | None
+    hmac_key: bytes | None
+    resume: DayIndex | None
 
 
 def summarize(
@@ -89,111 +97,92 @@ def summarize(
     until: str | None = None,
     symbol: str | None = None,
     workers: int | None = None,
+    *,
+    bot: str | None = None,
+    cache_dir: Path | None = None,
+    hmac_key: bytes | None = None,
+    progress: TextIO | None = None,
 ) -> Summary:
     """Summary of records with ``since <= timestamp < until`` (ISO-8601 UTC strings, any
-    prefix such as ``2026-11-26`` or ``2026-11-26T15``), optionally for one symbol."""
-    files = chain.trail_files(Path(directory))
-    lo = since.encode() if since else None
-    hi = until.encode() if until else None
-    count = pieces.worker_count(workers)
-    tasks: list[_Task] = []
-    for path in files:
-        day = chain.day_of_file(path) or ""
-        iso = f"{day[:4]}-{day[4:6]}-{day[6:]}".encode()
-        # Every timestamp of this file starts with `<iso>T`, so it lies in [iso+"T", iso+"U").
-        if (hi is not None and iso + b"T" >= hi) or (lo is not None and iso + b"U" <= lo):
-            continue
-        whole_day = (lo is None or lo <= iso + b"T") and (hi is None or iso + b"U" <= hi)
-        task_lo, task_hi = (None, None) if whole_day else (lo, hi)
-        sym = symbol.encode() if symbol else None
-        tasks.extend(
-            _Task(str(path), a, b, task_lo, task_hi, sym)
-            for a, b in pieces.line_ranges(path, count)
-        )
-    parts = pieces.map_pieces(_scan_task, tasks, count)
+    prefix such as ``2026-11-26`` or ``2026-11-26T15``), optionally for one symbol and
+    one bot. Day indexes are kept in ``cache_dir`` (None: nothing is kept); the first
+    indexing of days reports its progress to ``progress``."""
+    cache = IndexCache(cache_dir, hmac_key)
     total = Summary()
-    for part in parts:
-        total.merge(part)
+    tasks: list[_Task] = []
+    for trail, trail_dir in discover(directory).items():
+        for path in chain.trail_files(trail_dir):
+            day = chain.day_of_file(path) or ""
+            iso = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+            # Every timestamp of this file starts with `<iso>T`, so it lies in [iso+"T", iso+"U").
+            if (until is not None and iso + "T" >= until) or (
+                since is not None and iso + "U" <= since
+            ):
+                continue
+            whole = (since is None or since <= iso + "T") and (until is None or iso + "U" <= until)
+            resume = None
+            if whole:
+                kept, complete = _kept(cache, path)
+                if kept is not None and complete:
+                    total.add_day(kept, symbol, bot)
+                    continue
+                resume = kept  # the index of a prefix (today's file): read what follows
+            task = _Task(
+                trail,
+                path,
+                None if whole else since,
+                None if whole else until,
+                cache_dir if whole else None,
+                hmac_key,
+                resume,
+            )
+            tasks.append(task)
+    if tasks and progress is not None:
+        size = sum(_size(task.path) for task in tasks)
+        print(f"indexing {len(tasks)} day file(s), {size / 1e6:,.0f} MB ...", file=progress)
+    for done, index in enumerate(_map(tasks, pieces.worker_count(workers)), start=1):
+        total.add_day(index, symbol, bot)
+        if progress is not None and len(tasks) > 1:
+            print(f"  {done}/{len(tasks)} day(s) indexed", file=progress)
     return total
 
 
-def _scan_task(task: _Task) -> Summary:
-    if task.end < 0:
-        with open_trail_file(Path(task.path)) as fh:
-            data: bytes = fh.read()
-    else:
-        with open(task.path, "rb") as fh:
-            fh.seek(task.start)
-            data = fh.read(task.end - task.start)
-    lines = data.split(b"\n")
-    lines.pop()  # empty after the last newline, or a partial line still being written
-    return _scan(lines, task.since, task.until, task.symbol)
-
-
-def _scan(lines: list[bytes], lo: bytes | None, hi: bytes | None, symbol: bytes | None) -> Summary:
-    out = Summary()
-    counts: dict[bytes, int] = {}
-    prefix, key, at = chain.TIMESTAMP_PREFIX, chain.EVENT_TYPE_KEY, chain.EVENT_TYPE_AT
-    filtered = lo is not None or hi is not None or symbol is not None
-    first: bytes | None = None
-    last: bytes | None = None
-    for line in lines:
-        if not (line.startswith(prefix) and line.startswith(key, _KEY_AT)):
-            _slow(line, out, lo, hi, symbol)
-            continue
-        if filtered:
-            stamp = line[_TS]
-            if (lo is not None and stamp < lo) or (hi is not None and stamp >= hi):
-                continue
-            if symbol is not None and _symbol_of(line) != symbol:
-                continue
-        kind = line[at : line.find(b'"', at)]
-        counts[kind] = counts.get(kind, 0) + 1
-        if kind in _PARSED_TYPES:
-            _reasons(orjson.loads(line), out)
-        if first is None:
-            first = line
-        last = line
-    for kind, n in counts.items():
-        out.counts[kind.decode()] += n
-    if first is not None and last is not None:
-        out.first, out.last = first[_TS].decode(), last[_TS].decode()
-    return out
-
-
-def _symbol_of(line: bytes) -> bytes | None:
-    """The top-level symbol: it follows `operation`, before any nested object opens."""
-    at = line.find(b',"symbol":"', chain.EVENT_TYPE_AT)
-    if at < 0:
-        return None
-    if line.find(b"{", 1, at) >= 0:  # a nested object first: only JSON can tell
-        value = orjson.loads(line).get("symbol")
-        return value.encode() if isinstance(value, str) else None
-    return line[at + 11 : line.find(b'"', at + 11)]
-
-
-def _slow(line: bytes, out: Summary, lo: bytes | None, hi: bytes | None, sym: bytes | None) -> None:
-    """A line not in the writer's layout: parse and validate it like any reader."""
-    record = parse_line(line)
-    if isinstance(record, str):
-        out.malformed += 1
+def _map(tasks: list[_Task], workers: int) -> Iterator[DayIndex]:
+    """The tasks' indexes as they are done, in forked worker processes when that helps."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_index_task, tasks)
         return
-    stamp = record["timestamp"]
-    if (lo is not None and stamp.encode() < lo) or (hi is not None and stamp.encode() >= hi):
-        return
-    if sym is not None and record.get("symbol") != sym.decode():
-        return
-    out.counts[record["event_type"]] += 1
-    _reasons(record, out)
-    out.first = stamp if out.first is None or stamp < out.first else out.first
-    out.last = stamp if out.last is None or stamp > out.last else out.last
+    with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(_index_task, tasks)
 
 
-def _reasons(record: dict[str, Any], out: Summary) -> None:
-    error = record.get("error")
-    if not isinstance(error, dict):
-        return
-    if record.get("event_type") == "risk_rejection":
-        out.risk_reasons[str(error.get("reason", "unknown"))] += 1
-    elif record.get("event_type") == "order_rejected":
-        out.order_errors[f"{error.get('error_code')} {error.get('error_message', '')}".strip()] += 1
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _kept(cache: IndexCache, path: Path) -> tuple[DayIndex | None, bool]:
+    """The kept index of a day file and whether it covers the whole file (see lookup)."""
+    try:
+        return cache.lookup(path, Fingerprint.of(path), detail=False)
+    except FileNotFoundError:
+        return None, False
+
+
+def _index_task(task: _Task) -> DayIndex:
+    """Index a day file (in a worker process); a whole day is kept in the cache."""
+    accept: Callable[[str], bool] | None = None
+    if task.since is not None or task.until is not None:
+        lo, hi = task.since, task.until
+
+        def accept(stamp: str) -> bool:
+            return (lo is None or stamp >= lo) and (hi is None or stamp < hi)
+
+    fingerprint = Fingerprint.of(task.path)
+    index = index_file(task.path, task.trail, task.hmac_key, resume=task.resume, accept=accept)
+    if task.cache_dir is not None:
+        IndexCache(task.cache_dir, task.hmac_key).keep(task.path, index, fingerprint)
+    # only what the summary reads crosses back from the worker
+    return index.coarsened(DAY)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from watchdog.observers.api import BaseObserver
 
-from bot.audit import AuditLogger, native
+from bot.audit import AuditLogger
 from bot.audit.reader import iter_records
 from dashboard.store import TrailStore, epoch_seconds
 from tests.dashboard.conftest import FLOW_KINDS, T0, FakeClock, write_flow
@@ -146,24 +147,28 @@ def test_series_has_one_counter_per_bucket(
     assert sum((c for _, c in reasons), Counter()) == Counter(existing_position=3)
 
 
-@pytest.fixture(params=["C counter", "pyarrow"])
-def bulk_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test with each layer of the cold load's bulk path: the C counter
-    (bot/audit/native/_bulk.c) and, without it, pyarrow (both fall back to the line parser)."""
-    if request.param == "pyarrow":
-        monkeypatch.setattr(native, "bulk", None)
-    elif native.bulk is None:
-        pytest.skip(f"native accelerator {native.unavailable}")
-    return str(request.param)
+@pytest.fixture(params=["first read", "from the cache"])
+def history(request: pytest.FixtureRequest) -> Callable[[Path], None]:
+    """Runs a test with each way the history comes in: read for the first time, and
+    from the day index cache that an earlier store on the same directory kept."""
+
+    def prepare(directory: Path) -> None:
+        if request.param == "from the cache":
+            earlier = TrailStore(directory)
+            earlier.refresh()
+            earlier.stop()  # keeps the indexes of the days it read
+
+    return prepare
 
 
-def test_columnar_cold_load_agrees_with_the_line_parser(
+def test_history_agrees_with_reading_every_record(
     tmp_path: Path,
-    bulk_parser: str,
+    history: Callable[[Path], None],
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
 ) -> None:
     make_trail(tmp_path, flows=30)
+    history(tmp_path)
     columnar, lines = stores(tmp_path, tail_lines=0), stores(tmp_path, tail_lines=10**9)
     columnar.refresh()
     lines.refresh()
@@ -175,14 +180,7 @@ def test_columnar_cold_load_agrees_with_the_line_parser(
     assert columnar.integrity.ok is True
 
 
-def small_pieces(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    """Cold-load pieces of ``size`` bytes (read, and their buffers reused, in
-    dashboard.history)."""
-    monkeypatch.setattr("dashboard.history.PIECE_BYTES", size)
-
-
-# Lines the bulk parser must not take although pyarrow might: each is judged by the line
-# parser, so a cold load counts exactly what the live reader counts.
+# Lines a lax JSON reader might take: the history counts exactly what the live reader counts.
 BULK_EDGE_CASES = {
     "number out of range": b'"additional_data":{"uptime":1e999}',
     "leading zero": b'"additional_data":{"uptime":01}',
@@ -199,21 +197,20 @@ BULK_EDGE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(BULK_EDGE_CASES))
-def test_bulk_and_line_parsers_judge_edge_cases_alike(
+def test_history_judges_edge_cases_like_the_live_reader(
     tmp_path: Path,
-    bulk_parser: str,
+    history: Callable[[Path], None],
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
-    monkeypatch: pytest.MonkeyPatch,
     case: str,
 ) -> None:
-    small_pieces(monkeypatch, 4096)  # many pieces, one doubtful
     make_trail(tmp_path, flows=12)
     path = day_file(tmp_path)
     lines = path.read_bytes().splitlines(keepends=True)
     middle = len(lines) // 2
     odd = STAMP + b'"event_type":"heartbeat","operation":"x",' + BULK_EDGE_CASES[case] + b"}\n"
     path.write_bytes(b"".join([*lines[:middle], odd, *lines[middle:]]))
+    history(tmp_path)
     bulk, per_line = stores(tmp_path, tail_lines=0), stores(tmp_path, tail_lines=10**9)
     bulk.refresh(verify_history=False)
     per_line.refresh(verify_history=False)
@@ -230,23 +227,23 @@ def test_bulk_and_line_parsers_judge_edge_cases_alike(
         assert [m.line for m in p.recent_malformed] == [middle + 1]
 
 
-def test_cold_load_in_many_pieces_matches_the_line_parser(
+def test_gzipped_history_and_a_tail_over_two_files_match_the_line_reader(
     tmp_path: Path,
-    bulk_parser: str,
+    history: Callable[[Path], None],
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Pieces read into reused buffers, gzipped history, the per-record tail spanning
-    two files, the follower resuming after each: all as if read line by line."""
-    small_pieces(monkeypatch, 2048)
+    """Gzipped history, the per-record tail spanning two files, the follower resuming
+    after each: all as if read line by line."""
     old = tmp_path / "old"
     make_trail(old, flows=15, start=T0 - 86_400)
     plain = day_file(old)
     (tmp_path / (plain.name + ".gz")).write_bytes(gzip.compress(plain.read_bytes()))
+    shutil.rmtree(old)  # a subdirectory with day files would be a second bot's trail
     make_trail(tmp_path, flows=25)
     with open(day_file(tmp_path), "ab") as fh:
         fh.write(STAMP[:20])  # a partial last line: the follower's
+    history(tmp_path)
     today = day_file(tmp_path).read_bytes().count(b"\n")
     bulk = stores(tmp_path, tail_lines=today + 7)  # the tail reaches into the .gz file
     per_line = stores(tmp_path, tail_lines=10**9)
@@ -331,12 +328,13 @@ def test_every_kind_of_malformed_line_is_counted_never_fatal(
 @pytest.mark.parametrize("when", ["history", "live"])
 def test_nan_and_infinity_are_invalid_json_in_bulk_and_live_reads(
     tmp_path: Path,
-    bulk_parser: str,
+    history: Callable[[Path], None],
     make_trail: Callable[..., FakeClock],
     stores: Callable[..., TrailStore],
     when: str,
 ) -> None:
     make_trail(tmp_path, flows=8)
+    history(tmp_path)
     store = stores(tmp_path, tail_lines=0)  # the history goes through the bulk parser only
     if when == "live":
         store.refresh()
@@ -439,6 +437,7 @@ def test_gzipped_history_is_read_and_compression_is_not_a_replacement(
     plain = day_file(old)
     gz = tmp_path / (plain.name + ".gz")
     gz.write_bytes(gzip.compress(plain.read_bytes()))
+    shutil.rmtree(old)  # a subdirectory with day files would be a second bot's trail
     logger, clock = trail_writer(tmp_path)
     write_flow(logger, clock, "rejected")
     store = stores(tmp_path)

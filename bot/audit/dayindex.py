@@ -1,0 +1,913 @@
+"""What one day file contributes to the aggregates, computed once and kept by fingerprint.
+
+Closed day files never change (SPEC §4), so what the dashboard and ``summary`` derive
+from one — its counts per time bucket, its trading results, its signals, its verified
+chain ends — is computed once (``DayIndex``, fed record by record by ``add``, the one
+rule of what a record contributes) and kept outside the trail directory by
+``IndexCache``, keyed by the file's fingerprint. A restart then reads only the days
+whose fingerprint changed, plus the part of today's file written since the index of
+its prefix was kept.
+
+A DayIndex holds, per bucket (minutes; hours once coarsened for old days):
+
+* ``counts``: (bot, event_type, symbol, detail) -> records, where detail is the
+  reason of a risk rejection or the order type of an order event;
+* ``sums``: (bot, symbol, measure) -> amount, the trading results (MEASURES);
+* ``errors``: (bot, symbol, "code message") -> order rejections by the venue's error;
+
+besides the capped quantities, equity points, control acts, positions still open at
+the end of the file, exits of trades opened on an earlier day, one row per signal,
+the lines of every trace (byte offsets) and the chain ends with the verdict.
+Everything is bounded by the day's time span, not by its number of records, except
+the signal rows and trace offsets, which are kept in the ``detail`` part of the cache
+entry and loaded only when asked for.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bot.audit import chain
+from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, parse_line
+from bot.audit.trails import bot_of
+from bot.audit.verify import scan_lines
+
+INDEX_VERSION = 1
+MINUTE, HOUR, DAY = 60, 3600, 86_400
+
+Key = tuple[str, str, str, str]
+"""(bot, event_type, symbol or "", detail or ""): the unit every count counts."""
+SumKey = tuple[str, str, str]
+"""(bot, symbol, measure): the unit every trading result sums."""
+
+ORDER_OUTCOMES = {
+    "order_placed": "placed",
+    "order_rejected": "rejected",
+    "order_filled": "filled",
+    "order_cancelled": "cancelled",
+}
+RISK_REJECTION = "risk_rejection"
+CAPPED = "position_size_capped"
+HEARTBEAT = "heartbeat"
+EXIT_KINDS = {"tp": "take_profit", "sl": "stop_loss", "x": "protective_close"}
+ENTRY_ROLE = "e"
+
+# measures of ``sums``: per fill (realized PnL, fees) and per closed trade (at its exit)
+PNL, FEE = "realized_pnl", "fees"
+TRADES, WINS, LOSSES, NET = "trades", "wins", "losses", "trade_net"
+MEASURES = (PNL, FEE, TRADES, WINS, LOSSES, NET, *EXIT_KINDS.values())
+
+CAPPED_LIMIT = 20_000  # capped quantities kept per day (the newest)
+PROTECTION_LIMIT = 1_000
+MALFORMED_LIMIT = 50
+
+# a signal row: [ts, bot, symbol, side, strategy, trace_id, outcome, reason,
+#                entry_price, fill_price, exit_price, exit_kind, pnl, capped]
+ROW_FIELDS = (
+    "time",
+    "bot",
+    "symbol",
+    "side",
+    "strategy",
+    "trace_id",
+    "outcome",
+    "reason",
+    "entry_price",
+    "fill_price",
+    "exit_price",
+    "exit_kind",
+    "pnl",
+    "capped",
+)
+(R_TS, R_BOT, R_SYMBOL, R_SIDE, R_STRATEGY, R_TRACE, R_OUTCOME, R_REASON, R_ENTRY, R_FILL) = range(
+    10
+)
+R_EXIT, R_EXIT_KIND, R_PNL, R_CAPPED = 10, 11, 12, 13
+
+# an open trade: [bot, symbol, side, quantity, entry_price, opened_at, realized, fees]
+T_BOT, T_SYMBOL, T_SIDE, T_QTY, T_PRICE, T_TS, T_REALIZED, T_FEES = range(8)
+
+
+def record_detail(event_type: str, record: Record) -> str:
+    """The reason of a risk rejection, the order type of an order event, else ""."""
+    if event_type == RISK_REJECTION:
+        error = record.get("error")
+        reason = error.get("reason") if error else None
+        return reason if isinstance(reason, str) else "unknown"
+    if event_type in ORDER_OUTCOMES:
+        for name in ("order_data", "response"):
+            data = record.get(name)
+            if data:
+                kind = data.get("order_type") or data.get("type") or data.get("orderType")
+                if isinstance(kind, str):
+                    return kind
+        return "unknown"
+    return ""
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _optional_number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _add(target: dict[int, dict[Any, Any]], bucket: int, key: Any, n: float) -> None:
+    into = target.get(bucket)
+    if into is None:
+        into = target[bucket] = {}
+    into[key] = into.get(key, 0) + n
+
+
+# ------------------------------------------------------------------ the chain check
+
+
+@dataclass
+class ChainEnds:
+    """The hash chain of one day file: its ends and whether it verifies inside the file.
+
+    Whether consecutive days link (this file's first ``prev`` is the previous file's
+    last hash) is for the reader of many days to check (``links``)."""
+
+    first_seq: int | None = None
+    first_prev: str | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    ok: bool = True
+    problem: str | None = None
+    problems: int = 0
+    checked: int = 0
+    gaps: int = 0
+    recoveries: int = 0
+
+
+class ChainCheck:
+    """Incremental verification of one file's lines, in order.
+
+    Runs of lines go through the verifier's own check (``bot.audit.verify.scan_lines``);
+    only a line it refuses takes the slow path, which says what is wrong and re-anchors
+    the chain on that line so one bad line is reported once."""
+
+    def __init__(self, hmac_key: bytes | None, ends: ChainEnds | None = None) -> None:
+        self.ends = ends if ends is not None else ChainEnds()
+        self._key = hmac_key
+        self._sealer = chain.Sealer(hmac_key)
+        self._seq = self.ends.last_seq
+        last = self.ends.last_hash
+        self._hash = last.encode() if last is not None else None
+
+    def check(self, name: str, numbered: list[tuple[int, bytes]]) -> None:
+        """Check lines (line number, bytes without newline) that follow what was checked."""
+        at = 0
+        raws = [raw for _, raw in numbered]
+        while at < len(raws):
+            if self._seq is None or self._hash is None:
+                self._check_one(name, *numbered[at])  # nothing to link to yet
+                at += 1
+                continue
+            bad, seq, prev = scan_lines(raws[at:], self._seq + 1, self._hash, self._key)
+            good = (len(raws) - at) if bad is None else bad
+            self.ends.checked += good
+            self._seq, self._hash = seq - 1, prev
+            if bad is None:
+                break
+            self._check_one(name, *numbered[at + bad])
+            at += bad + 1
+        self.ends.last_seq = self._seq
+        self.ends.last_hash = self._hash.decode() if self._hash is not None else None
+
+    def _check_one(self, name: str, number: int, raw: bytes) -> None:
+        seal = chain.parse_seal(raw)
+        ends = self.ends
+        if seal is None:
+            self._fail(name, number, "not a sealed audit record (edited or torn)")
+            self._seq = self._hash = None
+            return
+        seq, prev, digest = seal
+        if ends.first_seq is None and ends.checked == 0 and ends.problems == 0:
+            ends.first_seq, ends.first_prev = seq, prev.decode()
+        if self._sealer.digest(chain.body_of(raw)) != digest:
+            hint = "" if self._sealer.keyed else " (or the trail is HMAC-sealed: set the key)"
+            self._fail(name, number, f"hash does not match the content: edited{hint}")
+        elif self._hash is not None and prev != self._hash:
+            self._fail(name, number, "prev does not link to the previous record")
+        elif self._seq is not None and seq != self._seq + 1:
+            self._fail(name, number, f"seq {seq} follows {self._seq}: inserted/deleted/reordered")
+        self._seq, self._hash = seq, digest
+        ends.checked += 1
+
+    def _fail(self, name: str, number: int, what: str) -> None:
+        ends = self.ends
+        ends.problems += 1
+        ends.ok = False
+        if ends.problem is None:
+            ends.problem = f"{name} line {number}: {what}"
+
+
+def links(previous: ChainEnds, following: ChainEnds) -> bool:
+    """Whether ``following`` (a later day file) continues the chain ``previous`` ended."""
+    if following.first_seq is None or previous.last_seq is None:
+        return True  # an empty or unsealed file: its own check names the problem
+    return following.first_prev == previous.last_hash and following.first_seq == (
+        previous.last_seq + 1
+    )
+
+
+# ------------------------------------------------------------------ the day index
+
+
+@dataclass
+class DayIndex:
+    """What one day file of one trail contributes (see the module docstring)."""
+
+    trail: str  # the trail's bot name (discover), for records without bot_id
+    day: str  # YYYYMMDD
+    resolution: int = MINUTE
+    counts: dict[int, dict[Key, int]] = field(default_factory=dict)
+    sums: dict[int, dict[SumKey, float]] = field(default_factory=dict)
+    errors: dict[int, dict[tuple[str, str, str], int]] = field(default_factory=dict)
+    capped: list[tuple[float, str, str, float, float]] = field(default_factory=list)
+    equity: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    last_event: dict[str, float] = field(default_factory=dict)
+    last_heartbeat: dict[str, float] = field(default_factory=dict)
+    spans: dict[str, list[str]] = field(default_factory=dict)
+    """"bot/symbol" -> [first, last] timestamp of its records (summary's time span)."""
+    states: dict[str, tuple[float, str, str, str, str]] = field(default_factory=dict)
+    """bot -> (ts, to, from, reason, source) of its last trading_state_changed."""
+    protections: list[tuple[float, str, str, str | None, float | None, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    """(ts, bot, protection, symbol or None, until or None, additional_data)."""
+    open_trades: dict[str, list[Any]] = field(default_factory=dict)
+    """trace_id -> [bot, symbol, side, quantity, entry_price, opened_at, realized, fees]."""
+    cross_exits: dict[str, tuple[float, str, str, str, float, float, float]] = field(
+        default_factory=dict
+    )
+    """trace_id -> (ts, bot, symbol, exit_kind, exit_price, realized, fees): exits whose
+    entry is not in this file (a trade opened on an earlier day)."""
+    chain: ChainEnds = field(default_factory=ChainEnds)
+    records: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    malformed_lines: list[tuple[int, str, str]] = field(default_factory=list)
+    """(line number, reason, preview) of the first MALFORMED_LIMIT malformed lines."""
+    offset: int = 0  # bytes of the file indexed (complete lines)
+    lines: int = 0
+    # detail: loaded on demand for days not indexed in this process
+    signals: dict[str, list[Any]] | None = field(default_factory=dict)
+    traces: dict[str, list[int]] | None = field(default_factory=dict)
+    detail_counts: dict[int, dict[Key, int]] | None = None
+    """Minute counts of a day whose ``counts`` were coarsened to hours."""
+
+    # -------------------------------------------------------------- the rule
+
+    def key_of(self, record: Record) -> Key:
+        """The (bot, event_type, symbol, detail) a valid record is counted under."""
+        kind: str = record["event_type"]
+        detail = record_detail(kind, record) if kind in _DETAILED else ""
+        return bot_of(record.get("bot_id"), self.trail), kind, record.get("symbol") or "", detail
+
+    def add(self, record: Record, ts: float, offset: int = -1) -> Key:
+        """Add one valid record (``ts``: its timestamp in epoch seconds) that starts at
+        byte ``offset`` of the day file; returns its key. The one rule of what a record
+        contributes to the aggregates."""
+        key = self.key_of(record)
+        bot, kind, symbol, detail = key
+        bucket = int(ts // self.resolution) * self.resolution
+        _add(self.counts, bucket, key, 1)
+        self.records += 1
+        stamp: str = record["timestamp"]
+        span = self.spans.get(f"{bot}/{symbol}")
+        if span is None:
+            self.spans[f"{bot}/{symbol}"] = [stamp, stamp]
+        elif stamp > span[1]:
+            span[1] = stamp
+        elif stamp < span[0]:
+            span[0] = stamp
+        if ts > self.last_event.get(bot, -1.0):
+            self.last_event[bot] = ts
+        trace_id = record.get("trace_id")
+        if trace_id and self.traces is not None and offset >= 0:
+            self.traces.setdefault(trace_id, []).append(offset)
+        extra = _EXTRAS.get(kind)
+        if extra is not None:
+            extra(self, record, ts, bucket, bot, symbol, detail, trace_id)
+        return key
+
+    def _heartbeat(self, ts: float, bot: str) -> None:
+        if ts > self.last_heartbeat.get(bot, -1.0):
+            self.last_heartbeat[bot] = ts
+
+    def _signal(self, trace_id: str | None) -> list[Any] | None:
+        if not trace_id or self.signals is None:
+            return None
+        return self.signals.get(trace_id)
+
+    def _fill(
+        self, record: Record, ts: float, bucket: int, bot: str, symbol: str, trace_id: str | None
+    ) -> None:
+        response = record.get("response") or {}
+        realized = _number(response.get("realized_pnl"))
+        fee = _number(response.get("commission"))
+        if realized:
+            _add(self.sums, bucket, (bot, symbol, PNL), realized)
+        if fee:
+            _add(self.sums, bucket, (bot, symbol, FEE), fee)
+        role = _text((record.get("additional_data") or {}).get("role"))
+        price = _number(response.get("avg_price"))
+        if not trace_id:
+            return
+        row = self._signal(trace_id)
+        if role == ENTRY_ROLE:
+            trade = self.open_trades.get(trace_id)
+            if trade is None:
+                side = _text(response.get("side"))
+                qty = _number(response.get("executed_qty"))
+                trade = [bot, symbol, side, qty, price, ts, 0.0, 0.0]
+                self.open_trades[trace_id] = trade
+            else:  # a later record of the same order: cumulative quantity and price
+                trade[T_QTY] = _number(response.get("executed_qty")) or trade[T_QTY]
+                trade[T_PRICE] = price or trade[T_PRICE]
+            trade[T_REALIZED] += realized
+            trade[T_FEES] += fee
+            if row is not None:
+                row[R_FILL] = price
+            return
+        exit_kind = EXIT_KINDS.get(role)
+        if exit_kind is None:
+            return
+        trade = self.open_trades.pop(trace_id, None)
+        if trade is None:
+            if row is not None and row[R_EXIT_KIND] is not None:  # a further exit fill
+                row[R_PNL] = (row[R_PNL] or 0.0) + realized - fee
+                return
+            previous = self.cross_exits.get(trace_id)
+            if previous is not None:
+                realized += previous[5]
+                fee += previous[6]
+            self.cross_exits[trace_id] = (ts, bot, symbol, exit_kind, price, realized, fee)
+            return
+        net = trade[T_REALIZED] + realized - trade[T_FEES] - fee
+        self.close_trade(bucket, bot, symbol, exit_kind, net)
+        if row is not None:
+            row[R_EXIT], row[R_EXIT_KIND], row[R_PNL] = price, exit_kind, net
+
+    def close_trade(self, bucket: int, bot: str, symbol: str, exit_kind: str, net: float) -> None:
+        """Count a closed trade (its net PnL, win or loss, how it exited) in ``bucket``."""
+        sums = self.sums.get(bucket)
+        if sums is None:
+            sums = self.sums[bucket] = {}
+        for measure, n in (
+            (TRADES, 1.0),
+            (WINS if net > 0 else LOSSES, 1.0),
+            (NET, net),
+            (exit_kind, 1.0),
+        ):
+            key = (bot, symbol, measure)
+            sums[key] = sums.get(key, 0.0) + n
+
+    def note_malformed(self, number: int, reason: str, line: bytes) -> None:
+        """Count a malformed line (never fatal); the first few are kept with a preview."""
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+        if len(self.malformed_lines) < MALFORMED_LIMIT:
+            preview = line[:160].decode("utf-8", errors="replace")
+            self.malformed_lines.append((number, reason, preview))
+
+    # -------------------------------------------------------------- views
+
+    def coarsened(self, resolution: int) -> DayIndex:
+        """A copy whose buckets are ``resolution`` seconds (a multiple of this one's);
+        the signal rows and trace offsets are left out (loaded on demand)."""
+        if resolution == self.resolution and self.signals is None:
+            return self
+
+        def merge(source: dict[int, dict[Any, Any]]) -> dict[int, dict[Any, Any]]:
+            out: dict[int, dict[Any, Any]] = {}
+            for bucket, by_key in source.items():
+                start = bucket // resolution * resolution
+                into = out.get(start)
+                if into is None:
+                    out[start] = dict(by_key)
+                    continue
+                for key, n in by_key.items():
+                    into[key] = into.get(key, 0) + n
+            return out
+
+        equity: dict[str, dict[int, tuple[float, float]]] = {}
+        for bot, points in self.equity.items():
+            coarse = equity[bot] = {}
+            for bucket, point in sorted(points.items()):
+                coarse[bucket // resolution * resolution] = point
+        copy = DayIndex(self.trail, self.day)
+        copy.__dict__.update(self.__dict__)
+        copy.resolution = resolution
+        copy.counts, copy.sums, copy.errors = (
+            merge(self.counts),
+            merge(self.sums),
+            merge(self.errors),
+        )
+        copy.equity = equity
+        copy.signals = copy.traces = None
+        copy.detail_counts = None
+        return copy
+
+    # -------------------------------------------------------------- serialization
+
+    def to_parts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(summary, detail): the hour-level part every reader loads, and the minute-level
+        counts, signal rows and trace offsets loaded only when needed."""
+        hourly = self.coarsened(HOUR) if self.resolution < HOUR else self
+        summary = {
+            "trail": self.trail,
+            "day": self.day,
+            "resolution": HOUR,
+            **_buckets_out(hourly),
+            "capped": self.capped[-CAPPED_LIMIT:],
+            "equity": {bot: _pairs_out(points) for bot, points in hourly.equity.items()},
+            "last_event": self.last_event,
+            "last_heartbeat": self.last_heartbeat,
+            "spans": self.spans,
+            "states": self.states,
+            "protections": self.protections[-PROTECTION_LIMIT:],
+            "open_trades": self.open_trades,
+            "cross_exits": self.cross_exits,
+            "chain": self.chain.__dict__,
+            "records": self.records,
+            "malformed": self.malformed,
+            "malformed_lines": self.malformed_lines,
+            "offset": self.offset,
+            "lines": self.lines,
+        }
+        detail = {
+            "resolution": self.resolution,
+            **_buckets_out(self),
+            "equity": {bot: _pairs_out(points) for bot, points in self.equity.items()},
+            "signals": self.signals or {},
+            "traces": self.traces or {},
+        }
+        return summary, detail
+
+    @classmethod
+    def from_parts(cls, summary: dict[str, Any], detail: dict[str, Any] | None) -> DayIndex:
+        """The index kept by ``to_parts``: at minute resolution with its rows when
+        ``detail`` is given, else at hour resolution without them."""
+        index = cls(summary["trail"], summary["day"])
+        source = detail if detail is not None else summary
+        index.resolution = source["resolution"]
+        index.counts, index.sums, index.errors = _buckets_in(source)
+        index.equity = {
+            bot: {int(b): (float(t), float(v)) for b, t, v in points}
+            for bot, points in source["equity"].items()
+        }
+        index.capped = [tuple(row) for row in summary["capped"]]
+        index.last_event = summary["last_event"]
+        index.last_heartbeat = summary["last_heartbeat"]
+        index.spans = summary["spans"]
+        index.states = {bot: tuple(s) for bot, s in summary["states"].items()}
+        index.protections = [tuple(p) for p in summary["protections"]]
+        index.open_trades = summary["open_trades"]
+        index.cross_exits = {k: tuple(v) for k, v in summary["cross_exits"].items()}
+        index.chain = ChainEnds(**summary["chain"])
+        index.records, index.malformed = summary["records"], summary["malformed"]
+        index.malformed_lines = [tuple(m) for m in summary["malformed_lines"]]
+        index.offset, index.lines = summary["offset"], summary["lines"]
+        index.signals = detail["signals"] if detail is not None else None
+        index.traces = detail["traces"] if detail is not None else None
+        return index
+
+
+_DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))
+
+
+def _signal_processing(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
+) -> None:
+    trace_id = rest[1]
+    if not trace_id or index.signals is None:
+        return
+    data = record.get("additional_data") or {}
+    index.signals[trace_id] = [
+        ts,
+        bot,
+        symbol,
+        _text(data.get("signal_type")),
+        _text(data.get("strategy")),
+        trace_id,
+        "pending",
+        None,
+        _optional_number(data.get("entry_price")),
+        None,
+        None,
+        None,
+        None,
+        False,
+    ]
+
+
+def _outcome(outcome: str) -> Any:
+    def extra(
+        index: DayIndex,
+        record: Record,
+        ts: float,
+        bucket: int,
+        bot: str,
+        symbol: str,
+        detail: str,
+        trace_id: str | None,
+    ) -> None:
+        row = index._signal(trace_id)
+        if row is None:
+            return
+        if outcome == "capped":
+            row[R_CAPPED] = True
+        elif outcome == "rejected":
+            row[R_OUTCOME], row[R_REASON] = outcome, detail
+        elif outcome == "failed":
+            data = record.get("additional_data") or {}
+            row[R_OUTCOME], row[R_REASON] = outcome, _text(data.get("error_type")) or None
+        else:
+            row[R_OUTCOME] = "capped" if row[R_CAPPED] else "traded"
+
+    return extra
+
+
+def _order_rejected(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
+) -> None:
+    error = record.get("error") or {}
+    text = f"{error.get('error_code')} {error.get('error_message', '')}".strip()
+    _add(index.errors, bucket, (bot, symbol, text), 1)
+
+
+def _order_filled(
+    index: DayIndex,
+    record: Record,
+    ts: float,
+    bucket: int,
+    bot: str,
+    symbol: str,
+    detail: str,
+    trace_id: str | None,
+) -> None:
+    index._fill(record, ts, bucket, bot, symbol, trace_id)
+
+
+def _capped(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
+) -> None:
+    data = record.get("additional_data") or {}
+    index.capped.append(
+        (
+            ts,
+            bot,
+            symbol,
+            _number(data.get("requested_quantity")),
+            _number(data.get("capped_quantity")),
+        )
+    )
+    if len(index.capped) > 2 * CAPPED_LIMIT:
+        del index.capped[:-CAPPED_LIMIT]
+    _outcome("capped")(index, record, ts, bucket, bot, symbol, *rest)
+
+
+def _heartbeat(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any
+) -> None:
+    index._heartbeat(ts, bot)
+
+
+def _balance(index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any) -> None:
+    balance = _optional_number((record.get("response") or {}).get("wallet_balance"))
+    if balance is not None:
+        index.equity.setdefault(bot, {})[bucket] = (ts, balance)
+
+
+def _state_changed(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any
+) -> None:
+    data = record.get("additional_data") or {}
+    index.states[bot] = (
+        ts,
+        _text(data.get("to")),
+        _text(data.get("from")),
+        _text(data.get("reason")),
+        _text(data.get("source")),
+    )
+
+
+def _protection(
+    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
+) -> None:
+    data = record.get("additional_data") or {}
+    until = data.get("until")
+    until_ts = chain.timestamp_seconds(until) if isinstance(until, str) else _optional_number(until)
+    scope = _text(data.get("symbol")) or symbol or None
+    index.protections.append((ts, bot, _text(data.get("protection")), scope, until_ts, data))
+    if len(index.protections) > 2 * PROTECTION_LIMIT:
+        del index.protections[:-PROTECTION_LIMIT]
+
+
+_EXTRAS: dict[str, Any] = {
+    "signal_processing": _signal_processing,
+    RISK_REJECTION: _outcome("rejected"),
+    CAPPED: _capped,
+    "trade_executed": _outcome("traded"),
+    "trade_execution_failed": _outcome("failed"),
+    "order_rejected": _order_rejected,
+    "order_filled": _order_filled,
+    HEARTBEAT: _heartbeat,
+    "balance_query": _balance,
+    "trading_state_changed": _state_changed,
+    "protection_triggered": _protection,
+}
+
+
+def _buckets_out(index: DayIndex) -> dict[str, Any]:
+    """Bucketed maps as flat lists: keys once, then (bucket, key number, value) triples."""
+    out: dict[str, Any] = {}
+    for name, source in (("counts", index.counts), ("sums", index.sums), ("errors", index.errors)):
+        keys: dict[Any, int] = {}
+        flat: list[Any] = []
+        for bucket, by_key in source.items():
+            for key, n in by_key.items():
+                number = keys.get(key)
+                if number is None:
+                    number = keys[key] = len(keys)
+                flat.extend((bucket, number, n))
+        out[name] = {"keys": list(keys), "rows": flat}
+    return out
+
+
+def _buckets_in(source: dict[str, Any]) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
+    parts = []
+    for name in ("counts", "sums", "errors"):
+        keys = [tuple(key) for key in source[name]["keys"]]
+        rows = source[name]["rows"]
+        out: dict[int, dict[Any, Any]] = {}
+        for i in range(0, len(rows), 3):
+            bucket = rows[i]
+            into = out.get(bucket)
+            if into is None:
+                into = out[bucket] = {}
+            into[keys[rows[i + 1]]] = rows[i + 2]
+        parts.append(out)
+    return parts[0], parts[1], parts[2]
+
+
+def _pairs_out(points: dict[int, tuple[float, float]]) -> list[tuple[int, float, float]]:
+    return [(bucket, ts, value) for bucket, (ts, value) in sorted(points.items())]
+
+
+# ------------------------------------------------------------------ indexing a file
+
+
+def index_lines(
+    index: DayIndex,
+    check: ChainCheck,
+    name: str,
+    lines: list[bytes],
+    first_number: int,
+    first_offset: int,
+    max_year: int,
+    accept: Callable[[str], bool] | None = None,
+) -> list[Record | str]:
+    """Add complete lines (without newlines) that follow what ``index`` holds: each is
+    parsed and validated, checked against the chain, and added; returns what each line
+    was (the record, or why it is malformed). ``accept``, when given, picks the records
+    added by their timestamp text (a part of a day); the chain check covers every line."""
+    out: list[Record | str] = []
+    offset, number = first_offset, first_number
+    for line in lines:
+        number += 1
+        parsed: Record | str
+        if not line:
+            parsed = "empty_line"
+        elif len(line) > MAX_LINE_BYTES:
+            parsed = "line_too_long"
+        else:
+            parsed = parse_line(line, max_year)
+        if not isinstance(parsed, str):
+            ts = chain.timestamp_seconds(parsed["timestamp"], max_year)
+            if ts is None:
+                parsed = "bad_timestamp"
+            elif accept is None or accept(parsed["timestamp"]):
+                index.add(parsed, ts, offset)
+        if isinstance(parsed, str):
+            index.note_malformed(number, parsed, line)
+        out.append(parsed)
+        offset += len(line) + 1
+    check.check(name, list(enumerate(lines, start=first_number + 1)))
+    index.offset, index.lines = offset, number
+    return out
+
+
+def index_file(
+    path: Path,
+    trail: str,
+    hmac_key: bytes | None,
+    *,
+    resume: DayIndex | None = None,
+    end: int | None = None,
+    accept: Callable[[str], bool] | None = None,
+) -> DayIndex:
+    """The index of the complete lines of ``path`` (up to byte ``end``), continuing
+    ``resume`` (the index of a prefix of this file) when given; ``accept``: see
+    ``index_lines``."""
+    day = chain.day_of_file(path)
+    assert day is not None
+    index = resume if resume is not None else DayIndex(trail, day)
+    check = ChainCheck(hmac_key, index.chain)
+    max_year = time.gmtime().tm_year + 1
+    with open_trail_file(path) as fh:
+        if index.offset:
+            fh.seek(index.offset)
+        partial = b""
+        while end is None or index.offset + len(partial) < end:
+            want = 8 << 20 if end is None else min(8 << 20, end - index.offset - len(partial))
+            chunk = fh.read(want)
+            if not chunk:
+                break
+            data = partial + chunk
+            cut = data.rfind(b"\n") + 1
+            partial = data[cut:]
+            if cut:
+                lines = data[: cut - 1].split(b"\n")
+                index_lines(
+                    index, check, path.name, lines, index.lines, index.offset, max_year, accept
+                )
+    return index
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Where day indexes are kept, from the environment ``env``: ``AUDIT_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/audited-bot/dayindex``, else under ~/.cache."""
+    explicit = env.get("AUDIT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "audited-bot" / "dayindex"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies a day file's content: name, inode, size, mtime and the bytes of
+    its last complete line (which holds the last hash of the chain)."""
+
+    name: str
+    inode: int
+    size: int
+    mtime_ns: int
+    tail: str  # sha256 of the last 512 bytes of the file
+
+    @classmethod
+    def of(cls, path: Path) -> Fingerprint:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            fh.seek(max(0, st.st_size - 512))
+            tail = hashlib.sha256(fh.read()).hexdigest()
+        return cls(path.name, st.st_ino, st.st_size, st.st_mtime_ns, tail)
+
+
+def _prefix_tail(path: Path, offset: int) -> str | None:
+    """sha256 of the 512 bytes before ``offset`` of a plain file (None for .gz)."""
+    if path.name.endswith(".gz"):
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(max(0, offset - 512))
+        return hashlib.sha256(fh.read(min(offset, 512))).hexdigest()
+
+
+class IndexCache:
+    """Day indexes kept on disk, outside the trail directory, by fingerprint.
+
+    One entry per day file: ``<dir>/<trail key>/<file name>.json`` (the summary part,
+    with the fingerprint, the HMAC key's fingerprint and the index version) and
+    ``.detail.json`` beside it. A file whose fingerprint matches is not read at all;
+    a plain file that grew past the offset its entry covers, with the same bytes just
+    before that offset, is read from there on (today's file). Entries are written
+    atomically; a cache that cannot be written is only slower."""
+
+    def __init__(self, directory: Path | None, hmac_key: bytes | None) -> None:
+        self.directory = directory
+        self._key_id = hashlib.sha256(b"key:" + hmac_key).hexdigest()[:16] if hmac_key else ""
+
+    def _entry(self, path: Path) -> Path | None:
+        if self.directory is None:
+            return None
+        trail = hashlib.sha256(os.fsencode(path.parent.resolve())).hexdigest()[:20]
+        return self.directory / trail / (path.name + ".json")
+
+    def lookup(
+        self, path: Path, fingerprint: Fingerprint, *, detail: bool
+    ) -> tuple[DayIndex | None, bool]:
+        """(index, whole): the kept index of ``path`` and whether it covers the whole
+        file (else it covers a prefix: continue from its offset), or (None, False)."""
+        entry = self._entry(path)
+        if entry is None:
+            return None, False
+        try:
+            summary = orjson.loads(entry.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None, False
+        if summary.get("version") != INDEX_VERSION or summary.get("key") != self._key_id:
+            return None, False
+        kept = summary["fingerprint"]
+        whole = kept == list(fingerprint.__dict__.values())
+        if not whole:
+            # a prefix: same file, grown, with the same bytes before the indexed offset
+            if (
+                kept[1] != fingerprint.inode
+                or fingerprint.size < summary["offset"]
+                or summary.get("prefix_tail") is None
+                or _prefix_tail(path, summary["offset"]) != summary["prefix_tail"]
+            ):
+                return None, False
+            detail = True  # a prefix goes on at minute resolution
+        parts: dict[str, Any] | None = None
+        if detail:
+            try:
+                parts = orjson.loads(entry.with_suffix(".detail").read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                return None, False
+        return DayIndex.from_parts(summary, parts), whole
+
+    def has_entry(self, path: Path) -> bool:
+        """Whether an entry exists for ``path`` (whatever its fingerprint)."""
+        entry = self._entry(path)
+        return entry is not None and entry.exists()
+
+    def load_detail(self, path: Path) -> dict[str, Any] | None:
+        """The detail part (minute counts, signal rows, trace offsets) of ``path``'s entry."""
+        entry = self._entry(path)
+        if entry is None:
+            return None
+        try:
+            parts: dict[str, Any] = orjson.loads(entry.with_suffix(".detail").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return parts
+
+    def keep(self, path: Path, index: DayIndex, fingerprint: Fingerprint) -> None:
+        """Write the entry of ``path`` (best effort: an unwritable cache is skipped)."""
+        entry = self._entry(path)
+        if entry is None:
+            return
+        summary, detail = index.to_parts()
+        summary.update(
+            version=INDEX_VERSION,
+            key=self._key_id,
+            fingerprint=list(fingerprint.__dict__.values()),
+            prefix_tail=_prefix_tail(path, index.offset),
+        )
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # detail first: a summary never points at a missing or older detail
+            _write_atomic(entry.with_suffix(".detail"), orjson.dumps(detail))
+            _write_atomic(entry, orjson.dumps(summary))
+        except OSError:
+            return
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def day_start(day: str) -> int:
+    """Epoch second of 00:00 UTC of ``YYYYMMDD``."""
+    return calendar.timegm(time.strptime(day, "%Y%m%d"))
+
+
+def iter_lines_at(path: Path, offsets: Iterable[int]) -> Iterator[bytes]:
+    """The lines of ``path`` starting at the given byte offsets (trace lookups)."""
+    with open_trail_file(path) as fh:
+        for offset in offsets:
+            fh.seek(offset)
+            line = fh.readline()
+            if line.endswith(b"\n"):
+                yield line[:-1]
