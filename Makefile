@@ -12,16 +12,19 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP_RUN): requirements.txt | $(BIN)/python
+# The project itself is installed in editable mode: `bot` and `dashboard` import from anywhere.
+$(STAMP_RUN): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(STAMP_DEV): requirements.txt requirements-dev.txt | $(BIN)/python
+$(STAMP_DEV): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(STAMP_RUN)
 
 # The audit trail's optional C accelerator; without a compiler the Python reference runs.
-$(STAMP_NATIVE): bot/audit/native/_chain.c bot/audit/native/_bulk.c | $(BIN)/python
+$(STAMP_NATIVE): bot/audit/native/_chain.c | $(BIN)/python
 	$(BIN)/python -m bot.audit.native.build
 	touch $@
 
@@ -43,7 +46,7 @@ typecheck: $(STAMP_DEV)
 BENCHMARKS := audit_write audit_cli decision_latency dashboard_ingest
 
 bench: $(STAMP_DEV) $(STAMP_NATIVE)  ## every benchmark, each against its baselines in the same run
-	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bot/audit/native/*.so

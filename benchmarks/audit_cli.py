@@ -1,21 +1,18 @@
 """`verify` and `summary` on a large trail, and `summary` against a pandas full load.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/audit_cli.py [--records 1000000] [--dir DIR]
+    .venv/bin/python -m benchmarks.audit_cli [--records 1000000] [--dir DIR]
 
 Writes the trail once with the real AuditLogger (kept in DIR for later runs), then
-times verify (1 and 2 worker processes; with the C accelerator when built, and the
-pure-Python reference), summary, and pandas.read_json(lines=True)
+times verify (1 and 2 worker processes with verify's C line scan when built, and 2 with
+the pure-Python reference), summary, and pandas.read_json(lines=True)
 plus a value_counts of event_type (the "obvious" way to get the same counts).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.audit_records import records
 from bot.audit import AuditLogger, chain, native

@@ -1,6 +1,6 @@
 """Caller-side latency of writing the same realistic records four ways.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/audit_write.py [--records 200000] [--dir DIR]
+    .venv/bin/python -m benchmarks.audit_write [--records 200000] [--dir DIR]
 
 (a) our AuditLogger (hash chain, write(2) before returning, batched fdatasync); pure Python
 (b) the seed note's style: open, json.dumps, write, close per event
@@ -17,15 +17,12 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.audit_records import records
 from bot.audit import AuditLogger

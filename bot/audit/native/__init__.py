@@ -4,8 +4,7 @@
 is the compiled module, or None when it is not built (``make`` builds it with
 ``python -m bot.audit.native.build``; a machine without a C compiler or OpenSSL
 headers runs the Python reference) or when ``AUDIT_NATIVE=0`` asks for the
-reference. ``unavailable`` says why it is None. ``bulk`` (``_bulk.c``: counting
-records for the dashboard's cold load) follows the same rules.
+reference. ``unavailable`` says why it is None.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import os
 from types import ModuleType
 
 lib: ModuleType | None = None
-bulk: ModuleType | None = None
 unavailable = ""
 
 if os.environ.get("AUDIT_NATIVE", "1") == "0":
@@ -24,7 +22,3 @@ else:
         from bot.audit.native import _chain as lib  # type: ignore[attr-defined, no-redef]  # noqa: F401
     except ImportError as exc:  # not built here: the Python reference is used
         unavailable = f"not built ({exc}); run: python -m bot.audit.native.build"
-    try:
-        from bot.audit.native import _bulk as bulk  # type: ignore[attr-defined, no-redef]
-    except ImportError:
-        bulk = None

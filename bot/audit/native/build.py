@@ -1,7 +1,7 @@
 """Compile the C modules next to their sources: ``python -m bot.audit.native.build [--quiet]``.
 
 A plain compiler call per module rather than a setuptools project: ``_chain.c`` (linked to
-the OpenSSL libcrypto that Python's own hashlib uses) and ``_bulk.c``. Exits 0 without
+the OpenSSL libcrypto that Python's own hashlib uses). Exits 0 without
 building when no compiler or header is available (the pure-Python code then runs),
 printing why.
 """
@@ -15,7 +15,7 @@ import sysconfig
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = {"_chain": ["-lcrypto"], "_bulk": []}
+MODULES = {"_chain": ["-lcrypto"]}
 """Each module's name (its source is ``<name>.c``) and the libraries it links."""
 
 
