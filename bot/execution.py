@@ -731,6 +731,9 @@ class OrderExecutionManager:
                 result = self._send(request)
             except VenueRejectedError as exc:
                 result = self._already_there(request, exc)
+                if result is None and self._cleared_blocking(request, exc, attempt):
+                    attempt += 1
+                    continue
                 if result is None:
                     self._audit.log_order_rejected(
                         request.symbol,
@@ -765,18 +768,65 @@ class OrderExecutionManager:
             return result
 
     def _already_there(self, request: OrderRequest, exc: VenueRejectedError) -> OrderResult | None:
-        """A duplicate refusal (-4116 / -4130) when the order itself is open: it is placed.
+        """A duplicate refusal that proves the order itself is open: it is placed.
 
-        That is how a resend of a protective order whose first send did arrive
-        ends. Any other refusal, or another order in the way, stays a rejection.
+        -4116 (client id taken) means the venue holds an open order under our
+        id, even while its queries do not show it yet; -4130 (a closePosition
+        order of that kind exists) counts when the open order is ours. That is
+        how the resend of a protective order whose first send did arrive ends.
         """
         if exc.code not in DUPLICATE_CODES:
             return None
         try:
             found = self.exchange.query_order(request.symbol, request.client_order_id)
         except ExchangeError:
+            found = None
+        if found is not None and not found.status.is_final:
+            return found
+        if exc.code != -4116:
             return None
-        return found if found is not None and not found.status.is_final else None
+        return OrderResult(
+            symbol=request.symbol,
+            client_order_id=request.client_order_id,
+            order_type=request.order_type,
+            side=request.side,
+            status=OrderStatus.NEW,
+            quantity=request.quantity or 0.0,
+            stop_price=request.stop_price,
+            close_position=request.close_position,
+            reduce_only=request.reduce_only,
+        )
+
+    def _cleared_blocking(
+        self, request: OrderRequest, exc: VenueRejectedError, attempt: int
+    ) -> bool:
+        """-4130: an orphaned closePosition order of the bot's (another trade's) is in the way.
+
+        It would act on this position with a price this trade never chose, so
+        it is cancelled (reason ``blocks_new_order``) and the order sent again
+        (once per attempt, within the usual bound). One placed by hand is left.
+        """
+        if exc.code != -4130 or attempt >= self._retry.max_attempts:
+            return False
+        try:
+            listed = self.exchange.open_orders(request.symbol)
+        except ExchangeError:
+            return False
+        blocking = [
+            o
+            for o in listed
+            if o.close_position
+            and o.order_type is request.order_type
+            and o.side is request.side
+            and o.client_order_id != request.client_order_id
+            and parse_client_order_id(o.client_order_id) is not None
+        ]
+        for order in blocking:
+            owner = parse_client_order_id(order.client_order_id)
+            assert owner is not None
+            with trace(owner[0]), contextlib.suppress(ExchangeError):  # under its own trade
+                self.cancel_order(request.symbol, order.client_order_id, reason="blocks_new_order")
+        return bool(blocking)
 
     def _send(self, request: OrderRequest) -> OrderResult:
         if request.order_type is OrderType.MARKET:
