@@ -4,6 +4,9 @@ failing-exchange wrapper that injects venue errors without mocking our own logic
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -273,3 +276,64 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     built = build_rig(tmp_path / "audit")
     yield built
     built.audit.close()
+
+
+# ------------------------------------------------- the bot as a real process
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-api-key-Zq81vL0pX"
+API_SECRET = "test-api-secret-Hh27sNd4W"
+INTEGRITY = {"audit_checkpoint", "audit_recovered", "audit_gap"}
+
+
+class BotProcess:
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.workdir = workdir
+        self.audit_dir = workdir / "audit"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+        env.update(PYTHONPATH=str(ROOT), BINANCE_API_KEY=API_KEY, BINANCE_API_SECRET=API_SECRET)
+        self.stdout = open(workdir / "stdout.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--audit-dir", str(self.audit_dir), *args],
+            cwd=workdir,
+            env=env,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        """Complete lines only: a line still being written is not read."""
+        out: list[dict[str, Any]] = []
+        for path in sorted(self.audit_dir.glob("audit_*.jsonl")):
+            data = path.read_bytes()
+            out.extend(json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines())
+        return out
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.stdout.close()
+        self.stderr.close()
+
+    def stderr_text(self) -> str:
+        self.stderr.flush()
+        return (self.workdir / "stderr.log").read_text()
+
+
+@pytest.fixture
+def run_bot(tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
+    started: list[BotProcess] = []
+
+    def start(*args: str) -> BotProcess:
+        bot = BotProcess(tmp_path, *args)
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        bot.stop()

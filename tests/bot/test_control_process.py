@@ -1,4 +1,4 @@
-"""``python -m bot control ...`` against a running paper bot: real processes, real socket, real files."""
+"""``python -m bot control ...`` against a running paper bot: real processes, socket and files."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from bot.control import protocol
 from tests.waiting import wait_until
 
-from .test_process import ROOT, BotProcess, run_bot  # noqa: F401 - run_bot is a fixture
+from .conftest import ROOT, BotProcess
 
 FAST = ("--speed", "3000", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m")
 
@@ -176,22 +176,11 @@ def as_user(uid: int, audit_dir: Path) -> tuple[int, str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another OS user")
-def test_another_os_user_cannot_command_the_bot(run_bot: Callable[..., BotProcess]) -> None:
+def test_another_os_user_cannot_command_the_bot() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))  # reachable by other users
     workdir.chmod(0o711)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
-        bot = BotProcess.__new__(BotProcess)
-        bot.workdir, bot.audit_dir = workdir, workdir / "audit"
-        bot.stdout = open(workdir / "stdout.log", "wb")  # noqa: SIM115 - closed by stop()
-        bot.stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115
-        bot.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--audit-dir", str(bot.audit_dir), *FAST],
-            cwd=workdir,
-            env={**env, "PYTHONPATH": str(ROOT)},
-            stdout=bot.stdout,
-            stderr=bot.stderr,
-        )
+        bot = BotProcess(workdir, *FAST)
         try:
             wait_until(lambda: listening(bot), 60, "the bot's control socket")
             code, text = as_user(65534, bot.audit_dir)  # file permissions stop it

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,65 +15,18 @@ import pytest
 
 from tests.waiting import wait_until
 
-from .conftest import CAPPED, NORMAL, REJECTED, events_by_trace, flow
-
-ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "test-api-key-Zq81vL0pX"
-API_SECRET = "test-api-secret-Hh27sNd4W"
-INTEGRITY = {"audit_checkpoint", "audit_recovered", "audit_gap"}
-
-
-class BotProcess:
-    def __init__(self, workdir: Path, *args: str) -> None:
-        self.workdir = workdir
-        self.audit_dir = workdir / "audit"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
-        env.update(PYTHONPATH=str(ROOT), BINANCE_API_KEY=API_KEY, BINANCE_API_SECRET=API_SECRET)
-        self.stdout = open(workdir / "stdout.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--audit-dir", str(self.audit_dir), *args],
-            cwd=workdir,
-            env=env,
-            stdout=self.stdout,
-            stderr=self.stderr,
-        )
-
-    def records(self) -> list[dict[str, Any]]:
-        """Complete lines only: a line still being written is not read."""
-        out: list[dict[str, Any]] = []
-        for path in sorted(self.audit_dir.glob("audit_*.jsonl")):
-            data = path.read_bytes()
-            out.extend(json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines())
-        return out
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.stdout.close()
-        self.stderr.close()
-
-    def stderr_text(self) -> str:
-        self.stderr.flush()
-        return (self.workdir / "stderr.log").read_text()
-
-
-@pytest.fixture
-def run_bot(tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
-    started: list[BotProcess] = []
-
-    def start(*args: str) -> BotProcess:
-        bot = BotProcess(tmp_path, *args)
-        started.append(bot)
-        return bot
-
-    yield start
-    for bot in started:
-        bot.stop()
+from .conftest import (
+    API_KEY,
+    API_SECRET,
+    CAPPED,
+    INTEGRITY,
+    NORMAL,
+    REJECTED,
+    ROOT,
+    BotProcess,
+    events_by_trace,
+    flow,
+)
 
 
 def has_every_flow(bot: BotProcess) -> bool:
