@@ -5,7 +5,8 @@ started once per module on free ports, with credentials it enforces.
   ``.client()`` a boto3 client, ``.bucket(locked=True)`` a fresh bucket).
 * ``make_trail(directory, days, per_day)``: a real AuditLogger trail over ``days`` closed
   UTC days before today (plus today's open file, which archive must leave alone).
-* ``run_audit(*args, env)``: ``python -m bot.audit ...`` as a user runs it.
+* ``run_audit(*args, env)``: ``python -m bot.audit ...`` in-process; ``run_cli`` the same
+  as a subprocess, as a user runs it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import pytest
 from botocore.config import Config
 
 from bot.audit import AuditEventType, AuditLogger
+from bot.audit.__main__ import main as audit_main
+from bot.audit.archive import sealed_digests
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,31 +149,58 @@ def make_trail(directory: Path, days: int = 3, per_day: int = 50) -> list[Path]:
     def clock() -> int:
         return now[0]
 
-    with AuditLogger(audit_dir=directory, clock=clock) as log:
+    with AuditLogger(audit_dir=directory, clock=clock, fsync_interval=0.02) as log:
         for day in range(days):
             for i in range(per_day):
                 now[0] = first + day * DAY_NS + (i + 1) * (DAY_NS // (per_day + 2))
                 log.log_event(
                     event_type=AuditEventType.HEARTBEAT, operation="t", additional_data={"i": i}
                 )
+            if day:  # the bot seals the day before into this day's chain, as at a rollover
+                _wait_for_seal(directory, first + (day - 1) * DAY_NS)
         now[0] = today + 1
         log.log_event(event_type=AuditEventType.HEARTBEAT, operation="t")
     return sorted(directory.glob("audit_*.jsonl"))[:-1]
+
+
+def _wait_for_seal(directory: Path, day_ns: int) -> None:
+    day = time.strftime("%Y%m%d", time.gmtime(day_ns // 10**9))
+    wait_until(lambda: day in sealed_digests(directory), what=f"the seal of {day}")
 
 
 RunAudit = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def run_audit() -> RunAudit:
+def run_audit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> RunAudit:
+    """``python -m bot.audit ...`` in this process (its ``main``, with ``env`` as the
+    environment's AWS and audit variables): the same code path without paying for an
+    interpreter and boto3's import per call. ``run_cli`` is the subprocess variant."""
+
     def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot.audit", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        with monkeypatch.context() as patch:
+            for name in (*_ENV_NAMES, *(k for k in os.environ if k.startswith("AWS_"))):
+                patch.delenv(name, raising=False)
+            for name, value in env.items():
+                if name in _ENV_NAMES or name.startswith("AWS_"):
+                    patch.setenv(name, value)
+            capsys.readouterr()
+            code = audit_main(list(args))
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
 
     return run
+
+
+_ENV_NAMES = ("AUDIT_DIR", "AUDIT_HMAC_KEY")
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.audit", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bot.audit.digest import day_digest
-from tests.archive.conftest import ROOT, RunAudit, Seaweed, make_trail
+from tests.archive.conftest import ROOT, RunAudit, Seaweed, make_trail, run_cli
 
 
 def _keys(seaweed: Seaweed, bucket: str) -> list[str]:
@@ -199,7 +199,7 @@ def test_unreachable_store_is_a_clear_error_and_loses_nothing(
     files = make_trail(tmp_path / "audit", days=2)
     before = {p: p.read_bytes() for p in (tmp_path / "audit").iterdir()}
     env = {**seaweed.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # discard port: refused
-    done = run_audit("archive", str(tmp_path / "audit"), "--to", "s3://b/p", env=env)
+    done = run_cli("archive", str(tmp_path / "audit"), "--to", "s3://b/p", env=env)
     assert done.returncode == 3
     assert "cannot use the object store" in done.stderr and "127.0.0.1:9" in done.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "audit").iterdir()} == before
@@ -229,3 +229,24 @@ def test_gzipped_upload_verifies(tmp_path: Path, seaweed: Seaweed, run_audit: Ru
     assert f"gz/{files[0].name}.gz" in _keys(seaweed, bucket)
     checked = run_audit("verify", f"s3://{bucket}/gz", env=seaweed.env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_day_and_digest_both_replaced_are_caught_by_the_seal_in_the_chain(
+    tmp_path: Path, seaweed: Seaweed, run_audit: RunAudit
+) -> None:
+    files = make_trail(tmp_path / "audit", days=3)
+    bucket = seaweed.bucket(locked=False)  # without Object Lock nothing stops a rewrite
+    target = ("--to", f"s3://{bucket}/p")
+    assert run_audit("archive", str(tmp_path / "audit"), *target, env=seaweed.env).returncode == 0
+    forged = files[0].with_name("forged") / files[0].name
+    forged.parent.mkdir()
+    forged.write_bytes(files[0].read_bytes().replace(b'"i":3}', b'"i":4}', 1))
+    day = files[0].name[6:14]
+    client = seaweed.client()
+    client.put_object(Bucket=bucket, Key=f"p/{files[0].name}", Body=forged.read_bytes())
+    client.put_object(
+        Bucket=bucket, Key=f"p/digest_{day}.json", Body=json.dumps(day_digest(forged)).encode()
+    )
+    checked = run_audit("verify", f"s3://{bucket}/p", env=seaweed.env)
+    assert checked.returncode == 1
+    assert f"{day}: {files[0].name} does not match the digest sealed in the chain" in checked.stdout
