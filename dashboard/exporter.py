@@ -15,8 +15,7 @@ Exposed, per bot (the trail's name from ``bot.audit.trails.discover``):
 
 from __future__ import annotations
 
-import logging
-import time
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,12 +26,8 @@ from prometheus_client.registry import Collector
 
 from bot.audit.events import EVENT_TYPE_VALUES
 
-log = logging.getLogger("dashboard.exporter")
-
 TRADING_STATES = ("active", "reducing", "halted")
 DEFAULT_STATE = "active"  # SPEC §11: a bot that never changed its state is active
-_STATE_EVENT = "trading_state_changed"
-_FUTURE = 366 * 86_400.0  # rejection reasons are counted up to a year ahead (clock skew)
 
 
 class TrailView(Protocol):
@@ -48,7 +43,7 @@ class TrailView(Protocol):
 
     def rejection_reasons(self, start: float, end: float) -> Mapping[str, int]: ...
 
-    def recent(self, limit: int = ..., *, event_types: Any = ...) -> list[dict[str, Any]]: ...
+    def control_state(self) -> Mapping[str, Any]: ...
 
     @property
     def integrity(self) -> Any: ...
@@ -69,11 +64,8 @@ class BotMetrics:
 class TrailCollector(Collector):
     """Builds every metric family from ``bots()`` at each scrape."""
 
-    def __init__(
-        self, bots: Callable[[], Sequence[BotMetrics]], clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, bots: Callable[[], Sequence[BotMetrics]]) -> None:
         self._bots = bots
-        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -114,14 +106,13 @@ class TrailCollector(Collector):
             "1 while the alerts process has the rule firing for the bot.",
             labels=["rule", "bot"],
         )
-        horizon = self._clock() + _FUTURE
         for entry in self._bots():
             bot, trail = entry.bot, entry.trail
             # every known type from 0, so increase() sees a type's first records too
             totals = dict.fromkeys(EVENT_TYPE_VALUES, 0) | dict(trail.totals())
             for event_type, count in sorted(totals.items()):
                 events.add_metric([bot, event_type], count)
-            for reason, count in sorted(trail.rejection_reasons(0.0, horizon).items()):
+            for reason, count in sorted(trail.rejection_reasons(-math.inf, math.inf).items()):
                 reasons.add_metric([bot, reason], count)
             if trail.last_event_time is not None:
                 last_event.add_metric([bot], trail.last_event_time)
@@ -140,12 +131,10 @@ class TrailCollector(Collector):
 
 
 def current_state(trail: TrailView) -> str:
-    """The ``to`` of the bot's newest trading_state_changed record, else active."""
-    for record in trail.recent(1, event_types=[_STATE_EVENT]):
-        to = (record.get("additional_data") or {}).get("to")
-        if isinstance(to, str) and to:
-            return to
-    return DEFAULT_STATE
+    """The state of the trail's newest trading_state_changed record, else active. (A
+    trail is one bot's directory; should it hold several bot_ids, the latest change wins.)"""
+    changed = [c for c in trail.control_state().values() if c.since is not None]
+    return max(changed, key=lambda c: c.since).state if changed else DEFAULT_STATE
 
 
 def parse_address(text: str) -> tuple[str, int] | None:
