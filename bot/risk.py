@@ -17,6 +17,7 @@ balance times leverage (so the margin used stays within that percentage).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,8 +116,12 @@ def check_signal(
     balance: Balance | None,
     limits: RiskLimits,
     filters: SymbolFilters,
+    after_sizing: Callable[[PositionSize], RiskRejection | None] | None = None,
 ) -> RiskRejection | None:
-    """The first failed check, in a fixed order, or ``None`` when the signal may trade."""
+    """The first failed check, in a fixed order, or ``None`` when the signal may trade.
+
+    ``after_sizing``: checks of the sized entry (the pre-trade limits), last.
+    """
     if position is None:
         return _reject(
             "position_unavailable", "could not confirm the symbol has no position", "no_position"
@@ -152,7 +157,9 @@ def check_signal(
             "balance_unavailable", "could not read the account balance", "balance_positive"
         )
     sized = size_position(signal, balance.available_balance, limits, filters)
-    return sized if isinstance(sized, RiskRejection) else None
+    if isinstance(sized, RiskRejection):
+        return sized
+    return after_sizing(sized) if after_sizing is not None else None
 
 
 class RiskManager:
@@ -177,15 +184,21 @@ class RiskManager:
 
         ``last_price``: the symbol's last market price, for the price collar.
         """
-        rejection = self._guard_first(signal, balance)
+        guard = self.guard
+        rejection = None if guard is None else guard.before_entry(signal.symbol, balance)
         if rejection is None:
-            rejection = check_signal(signal, position, balance, self.limits, filters)
-        if rejection is None and self.guard is not None and balance is not None:
-            sized = size_position(signal, balance.available_balance, self.limits, filters)
-            if isinstance(sized, PositionSize):
-                rejection = self.guard.limits_refusal(
+            rejection = check_signal(
+                signal,
+                position,
+                balance,
+                self.limits,
+                filters,
+                None
+                if guard is None
+                else lambda sized: guard.limits_refusal(
                     sized.quantity * sized.entry_price, sized.entry_price, last_price
-                )
+                ),
+            )
         if rejection is not None:
             self._audit.log_risk_rejection(
                 signal.symbol,
@@ -207,9 +220,6 @@ class RiskManager:
             },
         )
         return True
-
-    def _guard_first(self, signal: Signal, balance: Balance | None) -> RiskRejection | None:
-        return None if self.guard is None else self.guard.before_entry(signal.symbol, balance)
 
     def calculate_position_size(
         self, signal: Signal, balance: Balance, filters: SymbolFilters

@@ -90,13 +90,10 @@ def next_utc_midnight(at: float) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
-def utc_day(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y%m%d")
-
-
 @dataclass
 class _Day:
-    day: str = ""
+    starts: float = 0.0  # [starts, ends): the UTC day in epoch seconds
+    ends: float = 0.0
     start_balance: float | None = None
     realized: float = 0.0  # net of fees
     tripped: bool = False  # tripped, or resumed by an operator: once per day
@@ -254,9 +251,9 @@ class Protections:
     # ---------------------------------------------------------- internals
 
     def _day(self, at: float) -> _Day:
-        today = utc_day(at)
-        if self._today.day != today:
-            self._today = _Day(day=today)
+        if not self._today.starts <= at < self._today.ends:
+            ends = next_utc_midnight(at)
+            self._today = _Day(starts=ends - 86_400, ends=ends)
         return self._today
 
 
