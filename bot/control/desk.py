@@ -65,6 +65,7 @@ class ControlDesk:
         self._flat_timeout = flat_timeout
         self._monotonic = monotonic
         self._sleep = sleep
+        self._cancelled = self._closed = 0  # of the flatten in progress
 
     def handle(self, message: dict[str, Any], peer: Peer) -> Iterator[dict[str, Any]]:
         command = message.get("command")
@@ -167,19 +168,14 @@ class ControlDesk:
     def flatten(self) -> dict[str, Any]:
         """Cancel, close, confirm at the venue; repeat until flat or the deadline."""
         started = self._monotonic()
-        cancelled, closed = 0, 0
+        self._cancelled, self._closed = 0, 0
         errors: list[str] = []
         while True:
             left: list[str] = []
             for symbol in self.symbols:
                 try:
-                    if self.execution.open_orders(symbol):
-                        cancelled += self.execution.cancel_all_orders(symbol)
-                    position = self.execution.get_position(symbol)
-                    if position.is_open:
-                        with trace(new_trace_id()) as trace_id:
-                            self.execution.close_position(position, trace_id, "flatten")
-                        closed += 1
+                    with self.execution.symbol_lock(symbol):  # no trade or repair meanwhile
+                        self._flatten_symbol(symbol)
                     if self.execution.get_position(symbol).is_open or self.execution.open_orders(
                         symbol
                     ):
@@ -196,8 +192,17 @@ class ControlDesk:
         return {
             "flat": not left,
             "not_flat": left,
-            "orders_cancelled": cancelled,
-            "positions_closed": closed,
+            "orders_cancelled": self._cancelled,
+            "positions_closed": self._closed,
             "time_to_flat_seconds": round(elapsed, 3),
             "errors": errors[-10:],
         }
+
+    def _flatten_symbol(self, symbol: str) -> None:
+        if self.execution.open_orders(symbol):
+            self._cancelled += self.execution.cancel_all_orders(symbol)
+        position = self.execution.get_position(symbol)
+        if position.is_open:
+            with trace(new_trace_id()) as trace_id:
+                if self.execution.close_position(position, trace_id, "flatten") is not None:
+                    self._closed += 1
