@@ -52,6 +52,7 @@ DIGEST_KEYS = (
     "bytes",
 )
 LOCK_MODE = "COMPLIANCE"
+MULTIPART_THRESHOLD = 8 * 1024 * 1024  # larger day files go up in parts (boto3's default)
 
 
 class ArchiveError(Exception):
@@ -321,7 +322,12 @@ def _archive_day(
             return DayOutcome(bot, day, "tampered", _tamper_text(path, differences))
     else:
         client.upload_file(
-            str(path), where.bucket, key, ExtraArgs=dict(lock), Callback=progress.advance
+            str(path),
+            where.bucket,
+            key,
+            ExtraArgs=dict(lock),  # multipart uploads carry the retention too
+            Callback=progress.advance,
+            Config=_transfer_config(),
         )
     document = {**local, "object": path.name, "bot": bot, "archived_at": _now_text()}
     client.put_object(
@@ -332,6 +338,12 @@ def _archive_day(
         **lock,
     )
     return DayOutcome(bot, day, "archived", path.name)
+
+
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
 
 
 def _lock_args(lock_days: int | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from bot.audit import archive as archive_module
 from bot.audit.digest import day_digest
 from tests.archive.conftest import ROOT, RunAudit, Seaweed, make_trail, run_cli
 
@@ -250,3 +251,20 @@ def test_day_and_digest_both_replaced_are_caught_by_the_seal_in_the_chain(
     checked = run_audit("verify", f"s3://{bucket}/p", env=seaweed.env)
     assert checked.returncode == 1
     assert f"{day}: {files[0].name} does not match the digest sealed in the chain" in checked.stdout
+
+
+def test_day_files_sent_in_parts_are_locked_too(
+    tmp_path: Path, seaweed: Seaweed, run_audit: RunAudit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "MULTIPART_THRESHOLD", 1024)  # every day in parts
+    files = make_trail(tmp_path / "audit", days=2, per_day=100)
+    bucket = seaweed.bucket()
+    target = ("--to", f"s3://{bucket}/mp", "--retain-days", "1")
+    assert run_audit("archive", str(tmp_path / "audit"), *target, env=seaweed.env).returncode == 0
+    client = seaweed.client()
+    for path in files:
+        head = client.head_object(Bucket=bucket, Key=f"mp/{path.name}")
+        assert "-" in head["ETag"]  # a multipart ETag: the file did go up in parts
+        retention = client.get_object_retention(Bucket=bucket, Key=f"mp/{path.name}")
+        assert retention["Retention"]["Mode"] == "COMPLIANCE"
+    assert run_audit("verify", f"s3://{bucket}/mp", env=seaweed.env).returncode == 0
