@@ -303,12 +303,7 @@ class BotProcess:
         )
 
     def records(self) -> list[dict[str, Any]]:
-        """Complete lines only: a line still being written is not read."""
-        out: list[dict[str, Any]] = []
-        for path in sorted(self.audit_dir.glob("audit_*.jsonl")):
-            data = path.read_bytes()
-            out.extend(json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines())
-        return out
+        return complete_records(self.audit_dir)
 
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
@@ -337,3 +332,28 @@ def run_bot(tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
     yield start
     for bot in started:
         bot.stop()
+
+
+def complete_records(audit_dir: Path) -> list[dict[str, Any]]:
+    """The trail of a running bot; complete lines only: a line still being written is not read."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(audit_dir.glob("audit_*.jsonl")):
+        data = path.read_bytes()
+        out.extend(json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines())
+    return out
+
+
+def fake_venue_env(rest_url: str, ws_url: str) -> dict[str, str]:
+    """The environment of a bot process in testnet mode on the fake Binance at those URLs."""
+    from tests.fakebinance import API_KEY as FAKE_KEY
+    from tests.fakebinance import API_SECRET as FAKE_SECRET
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        BINANCE_API_KEY=FAKE_KEY,
+        BINANCE_API_SECRET=FAKE_SECRET,
+        BINANCE_FUTURES_URL=rest_url,
+        BINANCE_WS_URL=ws_url,
+    )
+    return env

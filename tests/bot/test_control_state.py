@@ -45,28 +45,17 @@ def test_which_orders_each_state_lets_through(
     assert order_refusal(state, kind) == refusal
 
 
+ENTRY_ORDER = OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.MARKET, "t-e", quantity=1.0)
+CLOSE_ORDER = OrderRequest(
+    "BTCUSDT", OrderSide.SELL, OrderType.MARKET, "t-x", quantity=1.0, reduce_only=True
+)
+STOP_ORDER = OrderRequest(
+    "BTCUSDT", OrderSide.SELL, OrderType.STOP_MARKET, "t-sl", stop_price=1.0, close_position=True
+)
+
+
 @pytest.mark.parametrize(
-    ("request_", "kind"),
-    [
-        (OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.MARKET, "t-e", quantity=1.0), ENTRY),
-        (
-            OrderRequest(
-                "BTCUSDT", OrderSide.SELL, OrderType.MARKET, "t-x", quantity=1.0, reduce_only=True
-            ),
-            CLOSE,
-        ),
-        (
-            OrderRequest(
-                "BTCUSDT",
-                OrderSide.SELL,
-                OrderType.STOP_MARKET,
-                "t-sl",
-                stop_price=1.0,
-                close_position=True,
-            ),
-            EXIT_ORDER,
-        ),
-    ],
+    ("request_", "kind"), [(ENTRY_ORDER, ENTRY), (CLOSE_ORDER, CLOSE), (STOP_ORDER, EXIT_ORDER)]
 )
 def test_an_order_request_is_classified_by_what_it_can_do(
     request_: OrderRequest, kind: OrderKind
@@ -194,28 +183,16 @@ def test_the_gate_refuses_entries_beyond_the_order_rate_but_never_closes(
 ) -> None:
     clock = FakeClock()
     control = TradingControl(audit, clock=clock, max_orders_per_minute=3)
-    entry = OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.MARKET, "t-e", quantity=1.0)
-    close = OrderRequest(
-        "BTCUSDT", OrderSide.SELL, OrderType.MARKET, "t-x", quantity=1.0, reduce_only=True
-    )
-    assert [control(entry) for _ in range(3)] == [None, None, None]
-    refused = control(entry)
+    assert [control(ENTRY_ORDER) for _ in range(3)] == [None, None, None]
+    refused = control(ENTRY_ORDER)
     assert refused is not None and refused.reason == "order_rate_limit"
-    assert control(close) is None
+    assert control(CLOSE_ORDER) is None
     clock.advance(60.0)
-    assert control(entry) is None
+    assert control(ENTRY_ORDER) is None
 
 
 def test_the_gate_refuses_what_the_state_forbids(audit: AuditLogger) -> None:
     control = TradingControl(audit, clock=FakeClock())
     control.change(HALTED, source=Source.OPERATOR, reason="x", operator="alice")
-    stop = OrderRequest(
-        "BTCUSDT",
-        OrderSide.SELL,
-        OrderType.STOP_MARKET,
-        "t-sl",
-        stop_price=1.0,
-        close_position=True,
-    )
-    refused = control(stop)
+    refused = control(STOP_ORDER)
     assert refused is not None and refused.reason == "trading_halted"

@@ -4,7 +4,6 @@ python-binance client, positions with take-profit and stop-loss algo orders, fla
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,25 +14,18 @@ import pytest
 
 from tests.waiting import wait_until
 
-from .conftest import ROOT, BotProcess
+from .conftest import complete_records, fake_venue_env
 
 
 @pytest.mark.slow
 def test_flatten_on_the_venue_cancels_algo_orders_closes_positions_and_halts(
     tmp_path: Path,
 ) -> None:
-    from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance
+    from tests.fakebinance.server import FakeBinance
 
     symbols = ("BTCUSDT", "ETHUSDT")
     with FakeBinance() as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            BINANCE_API_KEY=API_KEY,
-            BINANCE_API_SECRET=API_SECRET,
-            BINANCE_FUTURES_URL=fake.rest_url,
-            BINANCE_WS_URL=fake.ws_url,
-        )
+        env = fake_venue_env(fake.rest_url, fake.ws_url)
         audit_dir = tmp_path / "audit"
         with open(tmp_path / "bot.log", "wb") as log:
             proc = subprocess.Popen(
@@ -42,11 +34,10 @@ def test_flatten_on_the_venue_cancels_algo_orders_closes_positions_and_halts(
                 cwd=tmp_path, env=env, stdout=log, stderr=log,
             )  # fmt: skip
             try:
-                trail = BotProcess.__new__(BotProcess)
-                trail.audit_dir = audit_dir
                 wait_until(
                     lambda: any(
-                        r["event_type"] == "trading_state_changed" for r in trail.records()
+                        r["event_type"] == "trading_state_changed"
+                        for r in complete_records(audit_dir)
                     ),
                     60,
                     "startup",

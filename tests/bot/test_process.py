@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,9 +21,10 @@ from .conftest import (
     INTEGRITY,
     NORMAL,
     REJECTED,
-    ROOT,
     BotProcess,
+    complete_records,
     events_by_trace,
+    fake_venue_env,
     flow,
 )
 
@@ -146,14 +146,7 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
     from tests.fakebinance.server import FakeBinance
 
     with FakeBinance() as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            BINANCE_API_KEY=FAKE_KEY,
-            BINANCE_API_SECRET=FAKE_SECRET,
-            BINANCE_FUTURES_URL=fake.rest_url,
-            BINANCE_WS_URL=fake.ws_url,
-        )
+        env = fake_venue_env(fake.rest_url, fake.ws_url)
         audit_dir = tmp_path / "audit"
         with open(tmp_path / "stderr.log", "wb") as err:
             proc = subprocess.Popen(
@@ -162,10 +155,10 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
                 cwd=tmp_path, env=env, stderr=err, stdout=err,
             )  # fmt: skip
             try:
-                reader = BotProcess.__new__(BotProcess)
-                reader.audit_dir = audit_dir
                 wait_until(
-                    lambda: any(r["event_type"] == "leverage_set" for r in reader.records()),
+                    lambda: any(
+                        r["event_type"] == "leverage_set" for r in complete_records(audit_dir)
+                    ),
                     60,
                     "startup",
                 )
@@ -175,7 +168,9 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
                     nonlocal price
                     price *= 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
                     fake.close_kline("BTCUSDT", "1m", round(price, 1))
-                    return any(r["event_type"] == "trade_executed" for r in reader.records())
+                    return any(
+                        r["event_type"] == "trade_executed" for r in complete_records(audit_dir)
+                    )
 
                 wait_until(traded, 90, "a trade on the fake venue")
                 proc.send_signal(signal.SIGTERM)
@@ -184,7 +179,7 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(timeout=30)
-        records = reader.records()
+        records = complete_records(audit_dir)
         assert records[0]["additional_data"]["exchange"] == "binance-testnet"
         trade = next(r for r in records if r["event_type"] == "trade_executed")
         assert trade["trace_id"] in {cid.rsplit("-", 1)[0] for cid in fake.client_order_ids()}
