@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,54 @@ def test_secrets_stay_out_of_repr_and_summary() -> None:
         assert secret not in shown
     assert settings.summary()["has_binance_credentials"] is True
     assert settings.secrets.values() == ("KEY-abc123", "SECRET-xyz789", "HMAC-qqq")
+
+
+def test_protections_and_limits_are_off_unless_set() -> None:
+    settings = load_settings([], {})
+    names = [k.name for k in KEYS if k.name.startswith(("protections.", "limits."))]
+    assert len(names) == 9
+    assert all(settings[name] is None for name in names)
+
+
+def test_protections_and_limits_are_read_from_their_sections(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "[protections]\ndaily_loss_limit_percent = 3\ncooldown = '5m'\n"
+        "[protections.stoploss_guard]\ncount = 3\nwindow = '1h'\nlock = '2h'\n"
+        "[limits]\nmax_order_notional = 5000\nmax_orders_per_minute = 30\n",
+    )
+    settings = load_settings(["--config", config], {})
+    assert settings["protections.daily_loss_limit_percent"] == 3.0
+    assert settings["protections.cooldown"] == "5m"
+    assert settings["protections.stoploss_guard.window"] == "1h"
+    assert settings["limits.max_orders_per_minute"] == 30
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        (
+            "[protections]\ndaily_loss_limit_percent = 0\n",
+            "protections.daily_loss_limit_percent: 0",
+        ),
+        ("[protections]\nmax_drawdown_percent = 150\n", "protections.max_drawdown_percent: 150"),
+        ("[protections]\ncooldown = '5 minutes'\n", "protections.cooldown: '5 minutes'"),
+        ("[protections]\ncooldown = '0s'\n", "protections.cooldown: '0s' is not allowed"),
+        ("[protections]\ncooldwn = '5m'\n", "protections.cooldwn: unknown key"),
+        (
+            "[protections.stoploss_guard]\ncount = 3\nwindow = '1h'\n",
+            "protections.stoploss_guard: needs count, window and lock "
+            "(protections.stoploss_guard.lock unset)",
+        ),
+        ("[protections.stoploss_guard]\ncount = 0\n", "protections.stoploss_guard.count: 0"),
+        ("[protections.stoploss_guard]\nsize = 1\n", "protections.stoploss_guard.size: unknown"),
+        ("[limits]\nmax_order_notional = -5\n", "limits.max_order_notional: -5.0 is not allowed"),
+        ("[limits]\nprice_collar_percent = 'x'\n", "limits.price_collar_percent: 'x'"),
+        ("[limits]\nmax_orders_per_minute = 2\n", "an entry sends 3 orders"),
+    ],
+)
+def test_a_bad_protection_or_limit_is_refused_naming_the_key(
+    tmp_path: Path, toml: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(["--config", write(tmp_path, toml)], {})
