@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger
+from bot.clock import SYSTEM, Clock
 from bot.config import Settings, duration_seconds, load_settings
 from bot.control.desk import ControlDesk
 from bot.control.guard import EntryGuard
@@ -65,7 +66,7 @@ class Venue:
     on_candle: list[Callable[[Candle], None]]
 
 
-def build_venue(settings: Settings, audit: AuditLogger) -> Venue:
+def build_venue(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> Venue:
     """Pick the exchange and the market feed for the mode and market."""
     symbols, intervals = list(settings["symbols"]), list(settings["intervals"])
     mode, market = settings["mode"], settings["market"]
@@ -76,6 +77,7 @@ def build_venue(settings: Settings, audit: AuditLogger) -> Venue:
             initial_balance=settings["paper.initial_balance"],
             fee_rate=settings["paper.fee_rate"],
             slippage_bps=settings["paper.slippage_bps"],
+            clock=clock.time,
         )
         exchange, sinks = paper, [paper.on_market_candle]
     else:
@@ -128,7 +130,7 @@ def _seconds(text: str | None) -> float | None:
     return None if text is None else duration_seconds(text)
 
 
-def build_guard(settings: Settings, audit: AuditLogger) -> EntryGuard:
+def build_guard(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> EntryGuard:
     """The trading state, protections and pre-trade limits of SPEC §11 from ``[protections]``
     and ``[limits]``."""
     count = settings["protections.stoploss_guard.count"]
@@ -149,13 +151,13 @@ def build_guard(settings: Settings, audit: AuditLogger) -> EntryGuard:
         price_collar_percent=settings["limits.price_collar_percent"],
         max_orders_per_minute=settings["limits.max_orders_per_minute"],
     )
-    control = TradingControl(audit, max_orders_per_minute=limits.max_orders_per_minute)
-    return EntryGuard(control, Protections(protections), limits, audit)
+    control = TradingControl(audit, clock=clock, max_orders_per_minute=limits.max_orders_per_minute)
+    return EntryGuard(control, Protections(protections), limits, audit, clock=clock)
 
 
-def restore_controls(guard: EntryGuard, audit_dir: str) -> None:
+def restore_controls(guard: EntryGuard, audit_dir: str, clock: Clock = SYSTEM) -> None:
     """Take the state and the protections' inputs back from the trail; record the start state."""
-    now = time.time()
+    now = clock.time()
     since = min(now - guard.protections.settings.horizon, next_utc_midnight(now) - 86_400)
     found = read_back(audit_dir, since=since)
     replay(guard.protections, found.records)
@@ -165,11 +167,12 @@ def restore_controls(guard: EntryGuard, audit_dir: str) -> None:
 class Bot:
     """The wired components of one run."""
 
-    def __init__(self, settings: Settings, audit: AuditLogger) -> None:
+    def __init__(self, settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> None:
         self.settings = settings
         self.audit = audit
-        self.venue = build_venue(settings, audit)
-        self.guard = build_guard(settings, audit)
+        self.clock = clock
+        self.venue = build_venue(settings, audit, clock)
+        self.guard = build_guard(settings, audit, clock)
         self.execution = OrderExecutionManager(
             self.venue.exchange,
             audit,
@@ -182,6 +185,7 @@ class Bot:
                 resolve_window=settings["execution.unknown_outcome_seconds"],
             ),
             gate=self.guard.control,
+            sleep=clock.sleep,
         )
         self.engine = TradingEngine(
             strategy=EmaCrossStrategy(
@@ -202,6 +206,7 @@ class Bot:
             ),
             execution=self.execution,
             audit=audit,
+            clock=clock,
         )
         self.venue.on_candle.append(self.engine.on_candle)
         self.supervisor = ProtectionSupervisor(
@@ -359,8 +364,8 @@ def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received
         settings["audit_dir"],
     )
     reason, code = "signal", 0
-    restore_controls(bot.guard, settings["audit_dir"])
-    desk = ControlDesk(bot.guard, bot.execution, bot.venue.symbols)
+    restore_controls(bot.guard, settings["audit_dir"], bot.clock)
+    desk = ControlDesk(bot.guard, bot.execution, bot.venue.symbols, clock=bot.clock)
     control = ControlServer(settings["audit_dir"], desk.handle)
     try:
         control.start()

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
+from bot.clock import SYSTEM, Clock
 from bot.errors import ExchangeError
 from bot.execution import SIBLING, OrderExecutionManager, TradeResult, parse_client_order_id
 from bot.models import Balance, Candle, OrderStatus, OrderUpdate, Position, Signal
@@ -63,8 +63,10 @@ class TradingEngine:
         risk: RiskManager,
         execution: OrderExecutionManager,
         audit: AuditLogger,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._strategy = strategy
+        self._clock = clock
         self._risk = risk
         self._execution = execution
         self._audit = audit
@@ -73,7 +75,7 @@ class TradingEngine:
         self._finished: OrderedDict[str, None] = OrderedDict()  # client ids already reported
         self._open: dict[str, str] = {}  # client id -> symbol of the TP/SL followed
         self._last_price: dict[str, float] = {}  # symbol -> last close, for the price collar
-        self._started = time.monotonic()
+        self._started = clock.monotonic()
         self.last_candle_close_time = 0
         self.stats = EngineStats()
 
@@ -191,7 +193,7 @@ class TradingEngine:
             AuditEventType.HEARTBEAT,
             "heartbeat",
             additional_data={
-                "uptime_seconds": round(time.monotonic() - self._started, 3),
+                "uptime_seconds": round(self._clock.monotonic() - self._started, 3),
                 "candles_processed": s.candles,
                 "signals": s.signals,
                 "risk_rejections": s.risk_rejections,

@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bot.audit import new_trace_id, trace
+from bot.clock import SYSTEM, Clock, iso_utc
 from bot.control.guard import EntryGuard
 from bot.control.server import Peer
 from bot.control.state import Source, StateChange, TradingState
@@ -43,7 +43,7 @@ def _change(act: StateChange) -> dict[str, Any]:
         "reason": act.reason,
         "operator": act.operator,
         "rule": act.rule,
-        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(act.at)),
+        "since": iso_utc(act.at),
     }
 
 
@@ -55,16 +55,14 @@ class ControlDesk:
         symbols: Sequence[str],
         *,
         flat_timeout: float = 60.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.guard = guard
         self.control = guard.control
         self.execution = execution
         self.symbols = list(symbols)
         self._flat_timeout = flat_timeout
-        self._monotonic = monotonic
-        self._sleep = sleep
+        self._clock = clock
         self._cancelled = self._closed = 0  # of the flatten in progress
 
     def handle(self, message: dict[str, Any], peer: Peer) -> Iterator[dict[str, Any]]:
@@ -167,7 +165,7 @@ class ControlDesk:
 
     def flatten(self) -> dict[str, Any]:
         """Cancel, close, confirm at the venue; repeat until flat or the deadline."""
-        started = self._monotonic()
+        started = self._clock.monotonic()
         self._cancelled, self._closed = 0, 0
         errors: list[str] = []
         while True:
@@ -183,10 +181,10 @@ class ControlDesk:
                 except ExchangeError as exc:
                     errors.append(f"{symbol}: {exc}")
                     left.append(symbol)
-            elapsed = self._monotonic() - started
+            elapsed = self._clock.monotonic() - started
             if not left or elapsed > self._flat_timeout:
                 break
-            self._sleep(0.5)
+            self._clock.sleep(0.5)
         if left:
             log.error("flatten: not flat after %.1fs: %s", elapsed, ", ".join(left))
         return {

@@ -11,11 +11,10 @@ also moves the trading state to ``reducing`` with source ``protection``.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from bot.audit import AuditEventType, AuditLogger
+from bot.clock import SYSTEM, Clock, iso_utc
 from bot.control.protections import PreTradeLimits, Protections, Trigger, check_limits
 from bot.control.state import Source, TradingControl, TradingState
 from bot.models import Balance
@@ -30,13 +29,13 @@ class EntryGuard:
         limits: PreTradeLimits,
         audit: AuditLogger,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.control = control
         self.protections = protections
         self.limits = limits
         self._audit = audit
-        self._clock = clock
+        self._clock = clock.time
         self._lock = threading.Lock()  # fills arrive on the venue's thread
 
     def before_entry(self, symbol: str, balance: Balance | None) -> RiskRejection | None:
@@ -71,7 +70,7 @@ class EntryGuard:
         if lock is not None:
             return RiskRejection(
                 lock.protection,
-                f"{symbol} takes no entry until {_iso(lock.until)} ({lock.message})",
+                f"{symbol} takes no entry until {iso_utc(lock.until)} ({lock.message})",
                 lock.protection,
             )
         return None
@@ -107,14 +106,24 @@ class EntryGuard:
             locks = self.protections.active_locks(self._clock())
         last = self.control.last
         account = (
-            [{"protection": last.rule, "symbol": "all", "until": _iso(last.until)}]
+            [
+                {
+                    "protection": last.rule,
+                    "symbol": "all",
+                    "until": iso_utc(last.until),
+                }
+            ]
             if last.source is Source.PROTECTION and self.control.state is not TradingState.ACTIVE
             else []
         )
         return {
             "protections": account,
             "locks": [
-                {"protection": t.protection, "symbol": t.symbol, "until": _iso(t.until)}
+                {
+                    "protection": t.protection,
+                    "symbol": t.symbol,
+                    "until": iso_utc(t.until),
+                }
                 for t in locks
             ],
         }
@@ -126,9 +135,3 @@ class EntryGuard:
             symbol=trigger.symbol,
             additional_data={**trigger.as_audit(), "message": trigger.message},
         )
-
-
-def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

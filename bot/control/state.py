@@ -22,14 +22,13 @@ that resumes on resolve does so only while its own change is still the last.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from bot.audit import AuditEventType, AuditLogger
+from bot.clock import SYSTEM, Clock
 from bot.errors import OrderRefusedError
 from bot.models import OrderRequest, OrderType
 
@@ -135,11 +134,11 @@ class TradingControl:
         self,
         audit: AuditLogger,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
         max_orders_per_minute: int | None = None,
     ) -> None:
         self._audit = audit
-        self._clock = clock
+        self._clock = clock.time
         self._lock = threading.Lock()
         self._last = INITIAL
         self._max_orders = max_orders_per_minute

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.audit import AuditLogger
+from bot.clock import FakeClock
 from bot.control.guard import EntryGuard
 from bot.control.protections import PreTradeLimits, Protections, ProtectionSettings
 from bot.control.state import TradingControl
@@ -215,19 +216,6 @@ class Rig:
         return [o for o in self.paper._state.orders.values() if o.client_order_id == cid]
 
 
-@dataclass
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    now: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def build_rig(
     audit_dir: Path,
     *,
@@ -263,6 +251,7 @@ def build_rig(
         risk=RiskManager(LIMITS, audit, guard),
         execution=execution,
         audit=audit,
+        clock=clock,
     )
     if subscribe:
         paper.subscribe_order_updates(engine.on_order_update)

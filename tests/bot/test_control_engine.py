@@ -89,7 +89,7 @@ def test_an_order_the_halted_state_forbids_is_refused_before_it_is_sent(rig: Rig
 
 def test_flatten_closes_every_position_cancels_every_order_and_halts(rig: Rig) -> None:
     open_trade(rig)
-    desk = ControlDesk(rig.guard, rig.execution, ["BTCUSDT"], sleep=lambda _: None)
+    desk = ControlDesk(rig.guard, rig.execution, ["BTCUSDT"], clock=rig.clock)
     replies = list(desk.handle({"command": "flatten", "reason": "going home"}, ME))
 
     assert replies[0]["ack"] is True and replies[0]["state"] == "halted"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.audit import AuditLogger
+from bot.clock import FakeClock
 from bot.control.state import (
     OrderKind,
     Source,
@@ -19,7 +20,7 @@ from bot.control.state import (
 )
 from bot.models import OrderRequest, OrderSide, OrderType
 
-from .conftest import FakeClock, read_trail
+from .conftest import read_trail
 
 ACTIVE, REDUCING, HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
 ENTRY, EXIT_ORDER, CLOSE = OrderKind.ENTRY, OrderKind.EXIT_ORDER, OrderKind.CLOSE
