@@ -402,8 +402,8 @@ class Aggregates:
             for name, f in sorted(per_symbol.items())
         }
         cumulative, running = [], 0.0
-        for slot in range(max(0, math.ceil((end - first) / step))):
-            running += net_by_slot.get(slot, 0.0)
+        for slot in sorted(net_by_slot):  # a step function: the slots where it moves
+            running += net_by_slot[slot]
             cumulative.append((float(first + slot * step), running))
         slippage = [s for row in rows if (s := _slippage(row)) is not None]
         realized = sum(r.realized_pnl for r in by_symbol.values())

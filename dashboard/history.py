@@ -46,7 +46,6 @@ class PendingDay:
     path: Path
     fingerprint: Fingerprint
     resolution: int
-    changed: bool  # an entry existed for another fingerprint: verified again
 
     @property
     def day_name(self) -> str:
@@ -59,6 +58,7 @@ class TrailPlan:
     loaded: list[DayIndex] = field(default_factory=list)
     pending: list[PendingDay] = field(default_factory=list)
     unread: Path | None = None  # the newest file, left to the follower
+    changed: list[str] = field(default_factory=list)  # kept for another fingerprint
 
 
 def _complete_end(path: Path) -> tuple[int, bool]:
@@ -99,8 +99,8 @@ def plan_trail(
             fingerprint = Fingerprint.of(path)
         except FileNotFoundError:
             continue
-        index, _ = cache.lookup(path, fingerprint, detail=recent)
         newest = position == len(files) - 1
+        index, _ = cache.lookup(path, fingerprint, detail=recent, growing=newest)
         if index is not None:
             if index.resolution == MINUTE and not recent:
                 index = index.coarsened(HOUR)
@@ -112,11 +112,13 @@ def plan_trail(
                     follower.resume(path, index.offset, index.lines)
         elif newest:
             plan.unread = path  # the follower reads it from its start, like new lines
+            if cache.has_entry(path):
+                plan.changed.append(path.name)
         else:
             changed = cache.has_entry(path)
-            plan.pending.append(
-                PendingDay(trail, path, fingerprint, MINUTE if recent else HOUR, changed)
-            )
+            if changed:
+                plan.changed.append(path.name)
+            plan.pending.append(PendingDay(trail, path, fingerprint, MINUTE if recent else HOUR))
             with contextlib.suppress(FileNotFoundError):
                 end, _ = _complete_end(path)
                 follower.resume(path, end, 0)

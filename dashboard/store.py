@@ -284,9 +284,7 @@ class TrailStore:
             for index in plan.loaded:
                 self._agg.put_day(index)
                 count += index.records
-        for pending in plan.pending:
-            if pending.changed:
-                trail.reverified.add(pending.path.name)
+        trail.reverified.update(plan.changed)
         self._pending.extend(plan.pending)
         self._progress.total_days += len(plan.pending)
         self._progress.total_bytes += sum(p.fingerprint.size for p in plan.pending)
@@ -391,16 +389,17 @@ class TrailStore:
                 agg.note(ts, key, record.get("trace_id"), line.raw)
                 count += 1
             agg.trim()
+        self._bump()
+        if self._waiters:
+            # let a reader blocked in wait_for_version take the GIL before the chain check
+            time.sleep(_HANDOFF_SECONDS)
         for day, numbered in runs.items():
             index = self._agg.days[(trail.name, day)]
             check = trail.checks.get(day)
             if check is None or check.ends is not index.chain:
                 check = trail.checks[day] = ChainCheck(self._key, index.chain)
-            check.check(f"audit_{day}.jsonl", numbered)
-        self._bump()
-        if self._waiters:
-            # let a reader blocked in wait_for_version take the GIL now
-            time.sleep(_HANDOFF_SECONDS)
+            with self._lock:  # the integrity status reads the chain ends
+                check.check(f"audit_{day}.jsonl", numbered)
         return count
 
     def _on_reset(self, trail: str, day: str) -> None:

@@ -816,10 +816,13 @@ class IndexCache:
         return self.directory / trail / (path.name + ".json")
 
     def lookup(
-        self, path: Path, fingerprint: Fingerprint, *, detail: bool
+        self, path: Path, fingerprint: Fingerprint, *, detail: bool, growing: bool = False
     ) -> tuple[DayIndex | None, bool]:
         """(index, whole): the kept index of ``path`` and whether it covers the whole
-        file (else it covers a prefix: continue from its offset), or (None, False)."""
+        file, or (None, False). With ``growing`` (the newest file of a trail, which the
+        writer appends to) an index of a prefix is returned too (``whole`` False:
+        continue from its offset) when the file only grew since; any other change of
+        the fingerprint means the file must be read and verified again."""
         entry = self._entry(path)
         if entry is None:
             return None, False
@@ -834,8 +837,9 @@ class IndexCache:
         if not whole:
             # a prefix: same file, grown, with the same bytes before the indexed offset
             if (
-                kept[1] != fingerprint.inode
-                or fingerprint.size < summary["offset"]
+                not growing
+                or kept[1] != fingerprint.inode
+                or fingerprint.size <= kept[2]
                 or summary.get("prefix_tail") is None
                 or _prefix_tail(path, summary["offset"]) != summary["prefix_tail"]
             ):

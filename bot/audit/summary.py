@@ -111,7 +111,8 @@ def summarize(
     total = Summary()
     tasks: list[_Task] = []
     for trail, trail_dir in discover(directory).items():
-        for path in chain.trail_files(trail_dir):
+        files = chain.trail_files(trail_dir)
+        for path in files:
             day = chain.day_of_file(path) or ""
             iso = f"{day[:4]}-{day[4:6]}-{day[6:]}"
             # Every timestamp of this file starts with `<iso>T`, so it lies in [iso+"T", iso+"U").
@@ -122,7 +123,7 @@ def summarize(
             whole = (since is None or since <= iso + "T") and (until is None or iso + "U" <= until)
             resume = None
             if whole:
-                kept, complete = _kept(cache, path)
+                kept, complete = _kept(cache, path, growing=path == files[-1])
                 if kept is not None and complete:
                     total.add_day(kept, symbol, bot)
                     continue
@@ -163,10 +164,10 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _kept(cache: IndexCache, path: Path) -> tuple[DayIndex | None, bool]:
+def _kept(cache: IndexCache, path: Path, *, growing: bool) -> tuple[DayIndex | None, bool]:
     """The kept index of a day file and whether it covers the whole file (see lookup)."""
     try:
-        return cache.lookup(path, Fingerprint.of(path), detail=False)
+        return cache.lookup(path, Fingerprint.of(path), detail=False, growing=growing)
     except FileNotFoundError:
         return None, False
 

@@ -1,0 +1,223 @@
+"""Benchmark: does opening a long history cost what opening one day costs? (issue 10, SPEC §9)
+
+    .venv/bin/python -m benchmarks.history_scale [--records 8000000] [--days 60]
+
+Generates, with the project's own writer (``AuditLogger`` on an injected clock, the
+flows of SPEC §6 from benchmarks/dashboard_ingest.py), a 1-day trail and a ``--days``
+trail of ``--records`` records with the same records per day (cached under $TMPDIR
+between runs), then measures on each, in fresh child processes:
+
+* the first indexing (one-off; the dashboard does it in the background);
+* the dashboard's cold load after it (``TrailStore.refresh(verify_history=False)``,
+  median of three), its peak RSS, and the integrity status it shows at once;
+* a changed closed day: verified again and shown as such;
+* ``python -m bot.audit summary`` over everything, first and second run;
+* 1,000 appended records until they are in the aggregates (median of five).
+
+Targets (issue 10): long cold load <= 2x the 1-day one and <= 1 s; peak RSS <= 300 MB;
+summary <= 1 s on its second run; 1k append <= 10 ms. Figures: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dashboard_ingest import SYMBOLS, _child, _flow
+from bot.audit import AuditLogger
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = Path(tempfile.gettempdir()) / "history_scale"
+RUNS = 3
+
+
+class _Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return int(self.now * 1e9)
+
+
+def generate(directory: Path, records: int, days: int, end: float) -> None:
+    """``records`` records spread evenly over ``days`` days ending at ``end``."""
+    done = directory / ".complete"
+    if done.exists():
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    clock = _Clock(end - days * 86_400)
+    rng = random.Random(11)
+    gap = days * 86_400 / records
+    started = time.perf_counter()
+    written = 0
+    last_beat = -1e18
+    with AuditLogger(
+        directory, clock=clock, fsync_interval=3600, checkpoint_interval=1e9
+    ) as logger:
+        while written < records:
+            if clock.now - last_beat >= 60:
+                logger.log_event("heartbeat", "heartbeat", additional_data={"uptime": 1.0})
+                last_beat = clock.now
+                written += 1
+            trace_id = f"{rng.getrandbits(64):016x}"
+            symbol = rng.choice(SYMBOLS)
+            for event_type, operation, fields in _flow(rng, symbol, trace_id):
+                logger.log_event(event_type, operation, symbol=symbol, trace_id=trace_id, **fields)
+                written += 1
+                clock.now += gap
+    size = sum(p.stat().st_size for p in directory.glob("audit_*"))
+    print(
+        f"  generated {written:,} records, {len(list(directory.glob('audit_*')))} day files,"
+        f" {size / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s"
+    )
+    done.touch()
+
+
+_STORE = """
+import json, os, resource, sys, time
+from dashboard.store import TrailStore
+t0 = time.perf_counter()
+store = TrailStore({dir!r}, cache_dir={cache!r})
+records = store.refresh(verify_history={verify})
+seconds = time.perf_counter() - t0
+status = store.integrity
+progress = store.history_progress
+store.stop()
+peak = max(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) / 1024
+print(json.dumps({{"seconds": seconds, "records": records, "peak_rss_mb": peak,
+    "ok": status.ok, "checked": status.checked_records, "reverified": status.reverified_days,
+    "pending_days": progress.total_days - progress.done_days}}))
+"""
+
+_APPEND = """
+import json, time
+from dashboard.store import TrailStore
+from bot.audit import AuditLogger
+store = TrailStore({dir!r}, cache_dir={cache!r})
+store.refresh(verify_history=False)
+t = time.time()
+times = []
+with AuditLogger({dir!r}, fsync_interval=3600, checkpoint_interval=1e9) as logger:
+    for _ in range(5):
+        for i in range(1000):
+            logger.log_event("heartbeat", "heartbeat", additional_data={{"i": i}})
+        t0 = time.perf_counter()
+        n = store.refresh(verify_history=False)
+        times.append(time.perf_counter() - t0)
+store.stop()
+print(json.dumps({{"times": times}}))
+"""
+
+
+def _summary(directory: Path, cache: Path) -> float:
+    env = {**os.environ, "AUDIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bot.audit", "summary", str(directory)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def measure(name: str, directory: Path) -> dict[str, Any]:
+    cache = BASE / f"cache-{name}"
+    shutil.rmtree(cache, ignore_errors=True)
+    fmt = {"dir": str(directory), "cache": str(cache)}
+    print(f"\n{name}: {directory}")
+    first = _child(_STORE.format(**fmt, verify=True))
+    print(
+        f"  first indexing (one-off)     {first['seconds']:7.2f} s  ({first['records']:,} records)"
+    )
+    cold = sorted(
+        (_child(_STORE.format(**fmt, verify=False)) for _ in range(RUNS)),
+        key=lambda run: run["seconds"],
+    )
+    median = cold[len(cold) // 2]
+    print(
+        f"  cold load after it           {median['seconds']:7.3f} s  (runs "
+        + ", ".join(f"{run['seconds']:.3f}" for run in cold)
+        + f"), peak RSS {max(run['peak_rss_mb'] for run in cold):.0f} MB"
+    )
+    print(
+        f"  integrity shown at once      ok={median['ok']} over {median['checked']:,} records,"
+        f" {median['pending_days']} day(s) left to verify"
+    )
+    summary_first = _summary(directory, cache.with_name(cache.name + "-summary"))
+    summary_second = _summary(directory, cache.with_name(cache.name + "-summary"))
+    print(f"  summary, first run           {summary_first:7.2f} s")
+    print(f"  summary, second run          {summary_second:7.2f} s  (target <= 1 s)")
+    return {"first": first, "cold": median, "runs": cold, "summary": summary_second}
+
+
+def changed_day(directory: Path, name: str) -> None:
+    """Touch one closed day (same bytes, new mtime): it is verified again and shown so."""
+    cache = BASE / f"cache-{name}"
+    files = sorted(directory.glob("audit_*.jsonl"))
+    if len(files) < 2:
+        return
+    day = files[len(files) // 2]
+    os.utime(day)
+    fmt = {"dir": str(directory), "cache": str(cache)}
+    run = _child(_STORE.format(**fmt, verify=True))
+    print(
+        f"  a changed closed day ({day.name}) verified again in {run['seconds']:.2f} s:"
+        f" ok={run['ok']}, reverified={run['reverified']}"
+    )
+
+
+def appends(directory: Path, name: str) -> None:
+    cache = BASE / f"cache-{name}"
+    copy = BASE / f"{name}-append"
+    shutil.rmtree(copy, ignore_errors=True)
+    newest = sorted(directory.glob("audit_*"))[-1]
+    copy.mkdir(parents=True)
+    shutil.copy2(newest, copy / newest.name)  # the newest day only: appends go there
+    result = _child(_APPEND.format(dir=str(copy), cache=str(cache)))
+    times = sorted(result["times"])
+    print(
+        f"  1,000 appended records -> aggregates: median {times[2] * 1e3:.1f} ms,"
+        f" best {times[0] * 1e3:.1f} ms (target <= 10 ms)"
+    )
+    shutil.rmtree(copy, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=8_000_000)
+    parser.add_argument("--days", type=int, default=60)
+    args = parser.parse_args()
+    per_day = args.records // args.days
+    end = time.time()
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    one = BASE / f"day1-{per_day}"
+    many = BASE / f"days{args.days}-{args.records}"
+    print("generating (cached between runs):")
+    generate(one, per_day, 1, end)
+    generate(many, args.records, args.days, end)
+    small = measure("1 day", one)
+    large = measure(f"{args.days} days", many)
+    changed_day(many, f"{args.days} days")
+    appends(many, f"{args.days} days")
+    ratio = large["cold"]["seconds"] / small["cold"]["seconds"]
+    print(
+        f"\n{args.days}-day cold load / 1-day cold load: {ratio:.2f}x (target <= 2x);"
+        f" {large['cold']['seconds']:.3f} s (target <= 1 s);"
+        f" peak RSS {large['cold']['peak_rss_mb']:.0f} MB (target <= 300 MB)"
+    )
+    print(json.dumps({"ratio": ratio}))
+
+
+if __name__ == "__main__":
+    main()
