@@ -404,6 +404,7 @@ class AlertFleet:
         self.breaker = breaker
         self.services: dict[str, AlertService] = {}
         self._stores: dict[str, TrailStore] = {}
+        self._snapshots: dict[str, BotMetrics] = {}  # written by ticks, read by scrapes
         self._lock = threading.Lock()  # services: ticks add, scrapes read
 
     def discover(self) -> None:
@@ -412,6 +413,7 @@ class AlertFleet:
             gone = [bot for bot in self.services if bot not in found]
             for bot in gone:
                 del self.services[bot]
+                self._snapshots.pop(bot, None)
                 self._stores.pop(bot).stop()
             for bot, directory in found.items():
                 if bot not in self.services:
@@ -445,8 +447,21 @@ class AlertFleet:
         except Exception:
             log.exception("looking for bot trails failed; retrying next tick")
         with self._lock:
-            services = list(self.services.values())
-        return [t for service in services for t in service.tick()]
+            pairs = [(self.services[bot], self._stores[bot]) for bot in self.services]
+        transitions = []
+        for service, store in pairs:
+            transitions.extend(service.tick())
+            if store.history_progress.running:
+                continue  # half a history would make the counters jump when the rest lands
+            try:
+                snapshot = BotMetrics.of(service.bot, store, service.firing())
+            except Exception:
+                log.exception("metrics of bot %s failed; the last ones stay", service.bot)
+                continue
+            with self._lock:
+                if service.bot in self.services:
+                    self._snapshots[service.bot] = snapshot
+        return transitions
 
     def run(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():
@@ -454,9 +469,9 @@ class AlertFleet:
             stop.wait(interval)
 
     def metrics(self) -> list[BotMetrics]:
+        """The latest snapshot of every bot (a bot appears after its first evaluation)."""
         with self._lock:
-            pairs = [(self.services[bot], self._stores[bot]) for bot in self.services]
-        return [BotMetrics(service.bot, store, service.firing()) for service, store in pairs]
+            return [self._snapshots[bot] for bot in sorted(self._snapshots)]
 
     def close(self) -> None:
         with self._lock:
@@ -465,6 +480,7 @@ class AlertFleet:
                     store.stop()
             self.services.clear()
             self._stores.clear()
+            self._snapshots.clear()
 
 
 # ------------------------------------------------------------------------ main

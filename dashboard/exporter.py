@@ -1,10 +1,10 @@
 """Prometheus metrics of every bot trail the alerts process watches (SPEC §12).
 
-The only module that imports prometheus_client. A custom collector reads the
-stores' aggregates at scrape time: every counter is a count of records in the
-trail, not of events this process happened to see, so a restart of the alerts
-process (or of Prometheus) never resets or skews them — the next scrape reads
-the same totals back from the files.
+The only module that imports prometheus_client. A custom collector renders
+snapshots of the stores' aggregates (taken after each ingest, see BotMetrics):
+every counter is a count of records in the trail, not of events this process
+happened to see, so a restart of the alerts process (or of Prometheus) never
+resets or skews them — the next snapshot reads the same totals from the files.
 
 Exposed, per bot (the trail's name from ``bot.audit.trails.discover``):
 ``audit_events_total{bot,event_type}``, ``audit_risk_rejections_total{bot,reason}``,
@@ -31,7 +31,7 @@ DEFAULT_STATE = "active"  # SPEC §11: a bot that never changed its state is act
 
 
 class TrailView(Protocol):
-    """What the collector reads from a bot's TrailStore."""
+    """What a snapshot reads from a bot's TrailStore."""
 
     @property
     def last_event_time(self) -> float | None: ...
@@ -54,15 +54,40 @@ class TrailView(Protocol):
 
 @dataclass(frozen=True)
 class BotMetrics:
-    """One bot as the collector sees it: its trail and its alert rules' states."""
+    """One bot's values at one moment, taken on the evaluation thread after an ingest.
+
+    A scrape only renders the latest snapshots, so it never waits for the store (whose
+    first load of a large trail can take a while) and costs the same at any trail size."""
 
     bot: str
-    trail: TrailView
-    firing: Mapping[str, bool]  # rule name -> firing (firing or recovering)
+    events: Mapping[str, int]
+    reasons: Mapping[str, int]
+    last_event: float | None
+    last_heartbeat: float | None
+    intact: bool | None  # None: the history is not checked yet
+    malformed: int
+    state: str
+    firing: Mapping[str, bool]  # rule name -> open (firing or recovering)
+
+    @classmethod
+    def of(cls, bot: str, trail: TrailView, firing: Mapping[str, bool]) -> BotMetrics:
+        # every known type from 0, so increase() sees a type's first records too
+        events = dict.fromkeys(EVENT_TYPE_VALUES, 0) | dict(trail.totals())
+        return cls(
+            bot=bot,
+            events=events,
+            reasons=dict(trail.rejection_reasons(-math.inf, math.inf)),
+            last_event=trail.last_event_time,
+            last_heartbeat=trail.last_heartbeat_time,
+            intact=trail.integrity.ok,
+            malformed=trail.read_stats.malformed,
+            state=current_state(trail),
+            firing=dict(firing),
+        )
 
 
 class TrailCollector(Collector):
-    """Builds every metric family from ``bots()`` at each scrape."""
+    """Renders every metric family from the snapshots ``bots()`` returns at each scrape."""
 
     def __init__(self, bots: Callable[[], Sequence[BotMetrics]]) -> None:
         self._bots = bots
@@ -106,26 +131,22 @@ class TrailCollector(Collector):
             "1 while the alerts process has the rule firing for the bot.",
             labels=["rule", "bot"],
         )
-        for entry in self._bots():
-            bot, trail = entry.bot, entry.trail
-            # every known type from 0, so increase() sees a type's first records too
-            totals = dict.fromkeys(EVENT_TYPE_VALUES, 0) | dict(trail.totals())
-            for event_type, count in sorted(totals.items()):
+        for snap in self._bots():
+            bot = snap.bot
+            for event_type, count in sorted(snap.events.items()):
                 events.add_metric([bot, event_type], count)
-            for reason, count in sorted(trail.rejection_reasons(-math.inf, math.inf).items()):
+            for reason, count in sorted(snap.reasons.items()):
                 reasons.add_metric([bot, reason], count)
-            if trail.last_event_time is not None:
-                last_event.add_metric([bot], trail.last_event_time)
-            if trail.last_heartbeat_time is not None:
-                last_heartbeat.add_metric([bot], trail.last_heartbeat_time)
-            ok = trail.integrity.ok
-            if ok is not None:
-                intact.add_metric([bot], 1.0 if ok else 0.0)
-            malformed.add_metric([bot], trail.read_stats.malformed)
-            current = current_state(trail)
+            if snap.last_event is not None:
+                last_event.add_metric([bot], snap.last_event)
+            if snap.last_heartbeat is not None:
+                last_heartbeat.add_metric([bot], snap.last_heartbeat)
+            if snap.intact is not None:
+                intact.add_metric([bot], 1.0 if snap.intact else 0.0)
+            malformed.add_metric([bot], snap.malformed)
             for name in TRADING_STATES:
-                state.add_metric([bot, name], 1.0 if name == current else 0.0)
-            for rule, on in sorted(entry.firing.items()):
+                state.add_metric([bot, name], 1.0 if name == snap.state else 0.0)
+            for rule, on in sorted(snap.firing.items()):
                 firing.add_metric([rule, bot], 1.0 if on else 0.0)
         yield from (events, reasons, last_event, last_heartbeat, intact, malformed, state, firing)
 
