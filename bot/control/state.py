@@ -89,12 +89,10 @@ class StateChange:
     until: float | None = None  # a protection's end, when it has one
 
     def as_audit(self, previous: TradingState) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "from": previous.value,
-            "to": self.state.value,
-            "reason": self.reason,
-            "source": self.source.value,
-        }
+        return {"from": previous.value, "to": self.state.value, **self._act()}
+
+    def _act(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"reason": self.reason, "source": self.source.value}
         if self.operator is not None:
             data["operator"] = self.operator
         if self.rule is not None:
@@ -103,17 +101,35 @@ class StateChange:
             data["until"] = self.until
         return data
 
+    def as_startup(self, previous: TradingState, reason: str) -> dict[str, Any]:
+        """The startup record of a bot that takes this act over: ``restored`` keeps who set
+        it, so the next start (and a breaker's resume) still knows."""
+        data: dict[str, Any] = {
+            "from": previous.value,
+            "to": self.state.value,
+            "reason": reason,
+            "source": Source.STARTUP.value,
+        }
+        if self is not INITIAL:
+            data["restored"] = {**self._act(), "at": self.at}
+        return data
+
     @classmethod
     def from_audit(cls, data: dict[str, Any], at: float) -> StateChange:
-        """Inverse of :meth:`as_audit`; raises ValueError/KeyError/TypeError on a bad record."""
-        until = data.get("until")
+        """The act a ``trading_state_changed`` record stands for (for a startup record, the
+        act it restored). Raises ValueError/KeyError/TypeError on a bad record."""
+        act = data
+        restored = data.get("restored")
+        if data.get("source") == Source.STARTUP.value and isinstance(restored, dict):
+            act, at = restored, float(restored.get("at", at))
+        until = act.get("until")
         return cls(
             state=TradingState(data["to"]),
-            source=Source(data["source"]),
-            reason=str(data.get("reason", "")),
+            source=Source(act["source"]),
+            reason=str(act.get("reason", "")),
             at=at,
-            operator=data.get("operator"),
-            rule=data.get("rule"),
+            operator=act.get("operator"),
+            rule=act.get("rule"),
             until=float(until) if until is not None else None,
         )
 
@@ -165,11 +181,14 @@ class TradingControl:
             kept, reason = INITIAL, f"{restored.rule or restored.source} ended before this start"
         else:
             kept, reason = restored, f"restored from the trail (set by {restored.source})"
-        change = replace(kept, source=Source.STARTUP, reason=reason, at=now, operator=None)
         with self._lock:
             # the restored act stays what the breakers compare against
             self._last = replace(kept, at=kept.at or now)
-            self._record(previous.state, change)
+            self._audit.log_event(
+                AuditEventType.TRADING_STATE_CHANGED,
+                "set_trading_state",
+                additional_data=kept.as_startup(previous.state, reason),
+            )
 
     def change(
         self,

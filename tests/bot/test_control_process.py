@@ -140,6 +140,8 @@ def test_flatten_leaves_the_bot_flat_and_halted_and_a_restart_keeps_it_halted(
     startup = records_of(again, "trading_state_changed")[-1]["additional_data"]
     assert startup["to"] == "halted" and startup["from"] == "halted"
     assert "set by operator" in startup["reason"]
+    assert startup["restored"]["source"] == "operator"
+    assert startup["restored"]["operator"] == getpass.getuser()
 
 
 @contextlib.contextmanager

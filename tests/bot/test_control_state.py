@@ -197,3 +197,15 @@ def test_the_gate_refuses_what_the_state_forbids(audit: AuditLogger) -> None:
     control.change(HALTED, source=Source.OPERATOR, reason="x", operator="alice")
     refused = control(STOP_ORDER)
     assert refused is not None and refused.reason == "trading_halted"
+
+
+def test_who_set_the_state_survives_any_number_of_restarts(audit: AuditLogger) -> None:
+    act = StateChange(HALTED, Source.ALERT, "rejections", 10.0, rule="orders")
+    for _ in range(3):  # each start reads back the record the previous start wrote
+        control = TradingControl(audit, clock=FakeClock(100.0))
+        control.start(act)
+        record = changes(audit)[-1]
+        assert record["source"] == "startup"
+        act = StateChange.from_audit(record, at=100.0)
+    assert act == StateChange(HALTED, Source.ALERT, "rejections", 10.0, rule="orders")
+    assert control.release(source=Source.ALERT, rule="orders", reason="resolved")
