@@ -85,11 +85,13 @@ log = logging.getLogger("bot.execution")
 
 ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE = "e", "tp", "sl", "x"
 REPLACED_STOP = "rs"  # a stop-loss placed again by the protection supervisor
-_ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE, REPLACED_STOP)
+CLOSE_INSIDE_BAND = "xl"  # the protective close's reduce-only LIMIT IOC fallback
+_ROLES = (ENTRY, TAKE_PROFIT, STOP_LOSS, PROTECTIVE_CLOSE, REPLACED_STOP, CLOSE_INSIDE_BAND)
 STOP_ROLES = frozenset({STOP_LOSS, REPLACED_STOP})
 # Rejections of a reduce-only close that may pass: PERCENT_PRICE band (thin book),
 # "ReduceOnly Order is rejected" (the position changed meanwhile), "Unable to fill".
-CLOSE_RETRY_CODES = frozenset({-4131, -2022, -2020})
+PERCENT_PRICE = -4131
+CLOSE_RETRY_CODES = frozenset({PERCENT_PRICE, -2022, -2020})
 # A margin type / leverage change refused because a position is open: kept as it is.
 KEPT_WITH_POSITION_CODES = frozenset({-4048, -4161})
 DUPLICATE_CODES = frozenset({-4116, -4130})  # client id taken / closePosition order exists
@@ -143,7 +145,9 @@ class RetryPolicy:
     backoff_base: float = 0.5  # seconds before the 2nd attempt; doubles each time
     backoff_max: float = 8.0
     resolve_window: float = 30.0  # seconds to resolve an entry's unknown outcome
-    resolve_window_protective: float = 3.0  # the same for closing/protective orders
+    # The same for closing/protective orders: short, since the venue refuses their
+    # duplicates (-2022, -4116, -4130) and each second here is a second without a stop.
+    resolve_window_protective: float = 0.5
     close_attempts: int = 6  # protective close attempts before the alert record
 
     def delay(self, attempt: int) -> float:
@@ -596,35 +600,44 @@ class OrderExecutionManager:
         placed: list[OrderResult],
         entry: OrderResult | None = None,
     ) -> TradeResult:
-        """Cancel this trade's conditional orders and close its position at market."""
-        for order in placed:
-            # A failed cancel is audited as api_error; a stale closePosition order
-            # cannot open a position, so closing the position still comes first.
+        """Close this trade's position at market, then cancel its conditional orders.
+
+        The close comes first: every second counts while the position has no
+        stop-loss, and a stale closePosition order cannot open a position.
+        """
+        try:
+            position: Position | None = self.get_position(signal.symbol)
+        except ExchangeError:
+            position = None
+        closed: OrderResult | None = None
+        close_failure: ExchangeError | None = None
+        if position is not None and position.is_open:
+            try:
+                closed = self._close_at_market(position, trace_id, "close_position")
+            except OrderFailed as failed:
+                close_failure = failed.error
+        for order in placed:  # a failed cancel is audited; the supervisor removes orphans
             with contextlib.suppress(ExchangeError):
                 self.cancel_order(signal.symbol, order.client_order_id, reason="trade_unwound")
-        try:
-            position = self.get_position(signal.symbol)
-        except ExchangeError:
+        if position is None:
             return self._failed(
                 error,
                 f"{error}; position unknown after failure, check it by hand",
                 entry=entry,
                 position_left_open=True,
             )
-        if not position.is_open:
-            return self._failed(error, entry=entry)
-        try:
-            closed = self._close_at_market(position, trace_id, "close_position")
-        except OrderFailed as failed:
+        if close_failure is not None:
             return self._failed(
                 error,
                 (
-                    f"{error}; protective close failed ({failed.error}): "
+                    f"{error}; protective close failed ({close_failure}): "
                     "position left OPEN without stop-loss"
                 ),
                 entry=entry,
                 position_left_open=True,
             )
+        if not position.is_open:
+            return self._failed(error, entry=entry)
         return self._failed(
             error,
             f"{error}; position closed at market (protective close)",
@@ -661,6 +674,10 @@ class OrderExecutionManager:
                 passes = isinstance(error, TemporaryExchangeError | UnknownOutcomeError) or (
                     isinstance(error, VenueRejectedError) and error.code in CLOSE_RETRY_CODES
                 )
+                if isinstance(error, VenueRejectedError) and error.code == PERCENT_PRICE:
+                    closed = self._close_inside_band(position, trace_id, operation)
+                    if closed is not None:
+                        return closed
                 if not passes or attempt >= self._retry.close_attempts:
                     self._audit.log_api_error(
                         operation,
@@ -682,6 +699,34 @@ class OrderExecutionManager:
                 position = self.read_position(position.symbol)
             if not position.is_open:
                 return None
+
+    def _close_inside_band(
+        self, position: Position, trace_id: str, operation: str
+    ) -> OrderResult | None:
+        """The fallback when PERCENT_PRICE refuses a market close: a reduce-only LIMIT IOC.
+
+        Priced half-way into the band from the mark price (``<trace>-xl``), so
+        it takes what the book offers down (up) to there. The result when it
+        left the position flat, else ``None`` (the market close is retried).
+        """
+        side = position.side
+        assert side is not None
+        mark = position.mark_price or position.entry_price
+        request = OrderRequest(
+            position.symbol,
+            side.exit_side,
+            OrderType.LIMIT,
+            client_order_id(trace_id, CLOSE_INSIDE_BAND),
+            quantity=abs(position.amount),
+            reduce_only=True,
+            price=self.filters(position.symbol).limit_inside_band(mark, side.exit_side),
+        )
+        try:
+            result = self._place(f"{operation}_limit_ioc", request, before=position)
+            after = self.read_position(position.symbol)
+        except (OrderFailed, ExchangeError):  # audited; the market close is tried again
+            return None
+        return None if after.is_open else result
 
     def _read(self, operation: str, symbol: str | None, call: Callable[[], T]) -> T:
         """Run an idempotent call with retries; audit and re-raise the final failure."""
@@ -743,10 +788,10 @@ class OrderExecutionManager:
                     )
                     raise OrderFailed(exc) from exc
             except (UnknownOutcomeError, TemporaryExchangeError) as exc:
-                definitely_not_sent = isinstance(exc, (RateLimitError, ClockSkewError))
-                result = (
-                    None if definitely_not_sent else self._resolve(operation, request, exc, before)
-                )
+                # A temporary error on a POST (429, -1021, -1001, -1008, 503 "Service
+                # Unavailable.", not sent) says the venue did not process it: send again.
+                not_processed = isinstance(exc, TemporaryExchangeError)
+                result = None if not_processed else self._resolve(operation, request, exc, before)
                 if result is None:
                     if attempt >= self._retry.max_attempts:
                         self._audit.log_api_error(
@@ -829,6 +874,16 @@ class OrderExecutionManager:
         return bool(blocking)
 
     def _send(self, request: OrderRequest) -> OrderResult:
+        if request.order_type is OrderType.LIMIT:
+            assert request.quantity is not None and request.price is not None
+            return self.exchange.place_limit_ioc(
+                request.symbol,
+                request.side,
+                request.quantity,
+                request.price,
+                request.client_order_id,
+                reduce_only=request.reduce_only,
+            )
         if request.order_type is OrderType.MARKET:
             assert request.quantity is not None
             return self.exchange.place_market_order(

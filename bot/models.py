@@ -39,6 +39,7 @@ class OrderType(StrEnum):
     """Order types the bot sends; the values are Binance's names."""
 
     MARKET = "MARKET"
+    LIMIT = "LIMIT"  # only as the protective close's IOC fallback
     TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
     STOP_MARKET = "STOP_MARKET"
 
@@ -159,11 +160,25 @@ class SymbolFilters:
     min_qty: float
     min_notional: float
     max_qty: float = float("inf")
+    percent_price_up: float = 0.0  # PERCENT_PRICE multipliers around the mark price (0: unknown)
+    percent_price_down: float = 0.0
 
     def round_price(self, price: float) -> float:
         """Nearest multiple of the tick size."""
         tick = _dec(self.tick_size)
         return float((_dec(price) / tick).to_integral_value(ROUND_HALF_UP) * tick)
+
+    def limit_inside_band(self, mark_price: float, side: OrderSide) -> float:
+        """An aggressive limit price the PERCENT_PRICE band still allows: half-way into it.
+
+        A SELL below the mark (a BUY above it) crosses every bid (ask) down
+        (up) to there; without a known band, 2 % from the mark.
+        """
+        if side is OrderSide.SELL:
+            room = (1.0 - self.percent_price_down) if self.percent_price_down else 0.04
+            return self.round_price(mark_price * (1.0 - room / 2))
+        room = (self.percent_price_up - 1.0) if self.percent_price_up else 0.04
+        return self.round_price(mark_price * (1.0 + room / 2))
 
     def floor_quantity(self, quantity: float) -> float:
         """Largest multiple of the step size not above ``quantity`` (never round risk up)."""
@@ -183,6 +198,7 @@ class OrderRequest:
     stop_price: float | None = None
     reduce_only: bool = False
     close_position: bool = False
+    price: float | None = None  # LIMIT only (time in force IOC)
 
     def as_audit(self) -> dict[str, Any]:
         """The request as it appears in ``order_data`` of order events."""
@@ -195,6 +211,9 @@ class OrderRequest:
             data["quantity"] = self.quantity
         if self.stop_price is not None:
             data["stop_price"] = self.stop_price
+        if self.price is not None:
+            data["price"] = self.price
+            data["time_in_force"] = "IOC"
         if self.reduce_only:
             data["reduce_only"] = True
         if self.close_position:
@@ -251,6 +270,7 @@ class Position:
     leverage: int = 1
     margin_type: MarginType = MarginType.CROSSED
     unrealized_pnl: float = 0.0
+    mark_price: float = 0.0  # 0: not known
 
     @property
     def is_open(self) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ log = logging.getLogger("bot.supervisor")
 
 NOT_FILLED = frozenset({OrderStatus.REJECTED, OrderStatus.EXPIRED})
 _BUSY_RETRY = 0.5  # seconds before a symbol that was busy is looked at again
+_REMEMBERED = 10_000
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ProtectionSupervisor:
         self._wake = threading.Event()
         self._guard = threading.Lock()
         self._causes: dict[str, str] = {}  # symbol -> why it is checked out of turn
+        self._noticed: OrderedDict[str, None] = OrderedDict()  # stops already reported
         self.stats = SupervisorStats()
 
     # --------------------------------------------------------------- events
@@ -95,6 +98,12 @@ class ProtectionSupervisor:
             return
         if self._execution.cancelled_here(update.client_order_id):
             return
+        with self._guard:  # the algo and the triggered order may both report it
+            if update.client_order_id in self._noticed:
+                return
+            self._noticed[update.client_order_id] = None
+            while len(self._noticed) > _REMEMBERED:
+                self._noticed.popitem(last=False)
         cause = f"stop_loss_{update.status.value.lower()}"
         with trace(parsed[0]):
             self._audit.log_api_error(

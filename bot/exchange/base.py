@@ -137,6 +137,23 @@ class Exchange(Protocol):
         """
         ...
 
+    def place_limit_ioc(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        price: float,
+        client_order_id: str,
+        *,
+        reduce_only: bool = False,
+    ) -> OrderResult:
+        """Send a LIMIT order with time in force IOC: what crosses fills at once, the rest expires.
+
+        The protective close's fallback when a market close is refused by the
+        PERCENT_PRICE filter. Same error contract as :meth:`place_market_order`.
+        """
+        ...
+
     def place_conditional_order(
         self,
         symbol: str,

@@ -384,6 +384,7 @@ def symbol_filters(info: Mapping[str, Any]) -> SymbolFilters:
     lot = by_type.get("LOT_SIZE", {})
     market_lot = by_type.get("MARKET_LOT_SIZE", {})
     notional = by_type.get("MIN_NOTIONAL", {})
+    band = by_type.get("PERCENT_PRICE", {})
     max_qty = min(
         (q for q in (_float(lot.get("maxQty")), _float(market_lot.get("maxQty"))) if q > 0),
         default=float("inf"),
@@ -395,6 +396,8 @@ def symbol_filters(info: Mapping[str, Any]) -> SymbolFilters:
         min_qty=max(_float(lot.get("minQty")), _float(market_lot.get("minQty"))),
         min_notional=_float(notional.get("notional", notional.get("minNotional"))),
         max_qty=max_qty,
+        percent_price_up=_float(band.get("multiplierUp")),
+        percent_price_down=_float(band.get("multiplierDown")),
     )
 
 
@@ -460,10 +463,10 @@ class UserEventMapper:
         linked = self._triggered.get(order_id or -1)
         if linked is not None:
             cid, algo_id, order_type = linked
-        elif original in CONDITIONAL_TYPES or str(o.get("o")) == "MARKET":
+        elif original in CONDITIONAL_TYPES or str(o.get("o")) in ("MARKET", "LIMIT"):
             cid, algo_id, order_type = str(o.get("c")), None, _order_type(original)
         else:
-            return None  # LIMIT and other orders the bot never places
+            return None  # order types the bot never places
         status = _status(_ORDER_STATUS, o.get("X"))
         if linked is not None and status is OrderStatus.NEW:
             return None  # the algo update already said TRIGGERED
@@ -1020,6 +1023,7 @@ class BinanceExchange:
             leverage=leverage,
             margin_type=margin,
             unrealized_pnl=_float(row.get("unRealizedProfit")),
+            mark_price=_float(row.get("markPrice")),
         )
 
     def open_orders(self, symbol: str) -> list[OrderResult]:
@@ -1069,21 +1073,51 @@ class BinanceExchange:
         *,
         reduce_only: bool = False,
     ) -> OrderResult:
-        params: dict[str, Any] = {
-            "symbol": symbol,
-            "side": side.value,
-            "type": OrderType.MARKET.value,
-            "quantity": decimal_text(quantity),
-            "newClientOrderId": client_order_id,
-            "newOrderRespType": "RESULT",
-        }
+        return self._new_order(
+            "place_market_order",
+            client_order_id,
+            reduce_only,
+            symbol=symbol,
+            side=side.value,
+            type=OrderType.MARKET.value,
+            quantity=decimal_text(quantity),
+        )
+
+    def place_limit_ioc(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        price: float,
+        client_order_id: str,
+        *,
+        reduce_only: bool = False,
+    ) -> OrderResult:
+        return self._new_order(
+            "place_limit_ioc",
+            client_order_id,
+            reduce_only,
+            symbol=symbol,
+            side=side.value,
+            type=OrderType.LIMIT.value,
+            timeInForce="IOC",
+            quantity=decimal_text(quantity),
+            price=decimal_text(price),
+        )
+
+    def _new_order(
+        self, operation: str, client_order_id: str, reduce_only: bool, **params: Any
+    ) -> OrderResult:
+        """POST /fapi/v1/order with our client id, answered with the fill (``RESULT``)."""
         if reduce_only:
             params["reduceOnly"] = "true"
         raw = self._call(
-            "place_market_order",
+            operation,
             "futures_create_order",
             order_post=True,
             client_order_id=client_order_id,
+            newClientOrderId=client_order_id,
+            newOrderRespType="RESULT",
             **params,
         )
         return self._parsed(order_result, raw, client_order_id)

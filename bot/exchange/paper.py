@@ -194,6 +194,7 @@ class PaperExchange:
                 leverage=book.leverage,
                 margin_type=book.margin_type,
                 unrealized_pnl=self._unrealized(book),
+                mark_price=book.last_price,
             )
 
     def open_orders(self, symbol: str) -> list[OrderResult]:
@@ -210,6 +211,33 @@ class PaperExchange:
         return order if order is not None and order.symbol == symbol else None
 
     # --------------------------------------------------------------- orders
+
+    def place_limit_ioc(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: float,
+        price: float,
+        client_order_id: str,
+        *,
+        reduce_only: bool = False,
+    ) -> OrderResult:
+        with self._lock:
+            taker = self._taker_price(self._book(symbol).last_price, side)
+        crosses = taker <= price if side is OrderSide.BUY else taker >= price
+        if not crosses:  # nothing to take at that price: IOC expires unfilled
+            return OrderResult(
+                symbol,
+                client_order_id,
+                OrderType.LIMIT,
+                side,
+                OrderStatus.EXPIRED,
+                quantity=quantity,
+            )
+        filled = self.place_market_order(
+            symbol, side, quantity, client_order_id, reduce_only=reduce_only
+        )
+        return replace(filled, order_type=OrderType.LIMIT)
 
     def place_market_order(
         self,

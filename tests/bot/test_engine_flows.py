@@ -145,11 +145,11 @@ def test_a_rejected_stop_loss_closes_the_position_at_market(rig: Rig) -> None:
         "order_placed",  # entry
         "order_placed",  # take-profit
         "order_rejected",  # stop-loss
+        "order_placed",  # protective close, first: no second without a stop is wasted
         "order_cancelled",  # the take-profit, no longer wanted
-        "order_placed",  # protective close
         "trade_execution_failed",
     ]
-    close = events[-2]
+    close = events[-3]
     assert close["operation"] == "close_position"
     assert close["order_data"]["client_order_id"] == f"{trace_id}-x"
     assert close["order_data"]["reduce_only"] is True
@@ -176,7 +176,7 @@ def test_a_stop_loss_failing_on_every_retry_also_ends_in_a_protective_close(rig:
     types = [e["event_type"] for e in events]
     assert types.count("retry_attempt") >= 2
     assert "api_error" in types
-    assert flow(events)[-3:] == ["order_cancelled", "order_placed", "trade_execution_failed"]
+    assert flow(events)[-3:] == ["order_placed", "order_cancelled", "trade_execution_failed"]
     assert not rig.paper.position("BTCUSDT").is_open
     assert len(rig.orders_with_id(events[0]["trace_id"] + "-sl")) == 0
 

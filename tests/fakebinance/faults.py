@@ -129,7 +129,10 @@ class Fault:
 
     @classmethod
     def percent_price(cls) -> Fault:
-        """-4131: a market order's price would leave the PERCENT_PRICE band (thin book)."""
+        """-4131: a market order's price would leave the PERCENT_PRICE band (thin book).
+
+        Queue it with ``match={"type": "MARKET", "reduceOnly": "true"}`` for closes.
+        """
         return cls(
             "percent_price",
             status=400,

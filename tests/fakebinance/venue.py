@@ -11,7 +11,9 @@ Behaviour modelled on Binance USD-M futures in one-way mode:
 * MARKET orders fill at once at the symbol's current price (taker fee 0.04 %).
   The default response type is ACK (status NEW, nothing executed yet), as on
   Binance; ``newOrderRespType=RESULT`` returns the fill.
-* LIMIT orders rest and fill when the price crosses them.
+* LIMIT orders rest and fill when the price crosses them; with
+  ``timeInForce=IOC`` they fill at once at the market price when it crosses
+  them and expire otherwise.
 * Conditional types (STOP_MARKET, TAKE_PROFIT_MARKET, ...) are refused on
   ``/fapi/v1/order`` with -4120 and live in the Algo Order service instead;
   they trigger when ``set_price`` crosses their ``triggerPrice``. A triggered
@@ -727,6 +729,13 @@ class Venue:
             self._order_event(order, "NEW", "NEW")
             if kind == "MARKET":
                 self._fill(order, self.prices[spec.symbol])
+            elif order.time_in_force == "IOC":  # takes what crosses now, the rest expires
+                market = self.prices[spec.symbol]
+                if market <= price if side == "BUY" else market >= price:
+                    self._fill(order, market)
+                else:
+                    order.status = "EXPIRED"
+                    self._order_event(order, "EXPIRED", "EXPIRED")
             self._note(spec.symbol)
             if params.get("newOrderRespType", "ACK") == "RESULT":
                 return order.record()

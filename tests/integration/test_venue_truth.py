@@ -50,6 +50,7 @@ SIGNAL = Signal(
     candle_close_time=0,
 )
 ORDER, ALGO = "POST /fapi/v1/order", "POST /fapi/v1/algoOrder"
+CLOSE_AT_MARKET = {"type": "MARKET", "reduceOnly": "true"}
 FAST = RetryPolicy(
     max_attempts=3,
     backoff_base=0.05,
@@ -336,27 +337,38 @@ def test_an_orphaned_stop_of_an_earlier_trade_does_not_block_the_new_one(rig: Ri
 # ------------------------------------------------------------- protective close
 
 
-def test_the_protective_close_is_retried_through_percent_price_rejections(rig: Rig) -> None:
+def test_a_percent_price_refusal_falls_back_to_a_reduce_only_limit_ioc_inside_the_band(
+    rig: Rig,
+) -> None:
     rig.fake.inject(ALGO, Fault.margin_insufficient(), match={"type": "STOP_MARKET"}, times=10)
-    rig.fake.inject(ORDER, Fault.percent_price(), match={"reduceOnly": "true"}, times=2)
+    rig.fake.inject(ORDER, Fault.percent_price(), match=CLOSE_AT_MARKET, times=50)
 
     result = rig.execute()
 
     assert not result.ok and not result.position_left_open
     assert flat(rig.fake)
-    retried = [r["error"].get("error_code") for r in rig.records("retry_attempt", "close_position")]
-    assert retried == [-4131, -4131]
-    assert len(rig.records("order_placed", "close_position")) == 1
+    (refused,) = rig.records("order_rejected", "close_position")
+    assert refused["error"]["error_code"] == -4131
+    (fallback,) = rig.records("order_placed", "close_position_limit_ioc")
+    assert fallback["trace_id"] == TRACE
+    assert fallback["order_data"]["client_order_id"] == f"{TRACE}-xl"
+    # PERCENT_PRICE is 0.95..1.05 of the mark (50 000): a SELL half-way into the band.
+    assert fallback["order_data"]["price"] == 48_750.0
+    assert fallback["order_data"]["reduce_only"] is True
+    (ioc,) = [o for o in rig.fake.orders_for("BTCUSDT") if o["clientOrderId"] == f"{TRACE}-xl"]
+    assert (ioc["type"], ioc["timeInForce"], ioc["status"]) == ("LIMIT", "IOC", "FILLED")
     rig.fake.faults.clear()
 
 
-def test_a_position_still_open_after_the_bound_gets_an_alert_record(rig: Rig) -> None:
+def test_a_close_refused_every_time_is_retried_with_backoff_then_alerts(rig: Rig) -> None:
     rig.fake.inject(ALGO, Fault.margin_insufficient(), match={"type": "STOP_MARKET"}, times=10)
-    rig.fake.inject(ORDER, Fault.percent_price(), match={"reduceOnly": "true"}, times=50)
+    rig.fake.inject(ORDER, Fault.error(-2020, "Unable to fill."), match=CLOSE_AT_MARKET, times=50)
 
     result = rig.execute()
 
     assert result.position_left_open
+    retried = [r["error"]["error_code"] for r in rig.records("retry_attempt", "close_position")]
+    assert retried == [-2020] * (FAST.close_attempts - 1)
     alert = rig.records("api_error", "close_position")[-1]
     assert alert["error"]["severity"] == "critical"
     assert alert["error"]["attempts"] == FAST.close_attempts
