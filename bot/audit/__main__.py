@@ -27,8 +27,8 @@ import orjson
 
 from bot.audit import archive, chain
 from bot.audit.compress import compress_closed_days
-from bot.audit.reader import TrailFollower, open_trail_file
 from bot.audit.dayindex import default_cache_dir
+from bot.audit.reader import TrailFollower, open_trail_file
 from bot.audit.summary import RATES, summarize
 from bot.audit.verify import verify_trail
 
@@ -362,9 +362,10 @@ def _archive(args: argparse.Namespace, directory: Path) -> int:
     if args.retain_days is not None and args.retain_days < 1:
         raise UsageError(f"--retain-days must be at least 1, not {args.retain_days}")
     try:
-        result = archive.archive(directory, args.to, retain_days=args.retain_days)
+        archive.Location.parse(args.to)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    result = archive.archive(directory, args.to, retain_days=args.retain_days)
     tampered = [o for o in result.outcomes if o.status == "tampered"]
     mode = f"Object Lock {archive.LOCK_MODE}" if result.locked else "no Object Lock"
     print(
@@ -380,11 +381,12 @@ def _archive(args: argparse.Namespace, directory: Path) -> int:
 def _verify_s3(args: argparse.Namespace) -> int:
     import tempfile
 
+    try:
+        archive.Location.parse(args.dir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="audit-verify-") as scratch:
-        try:
-            fetched = archive.fetch(args.dir, Path(scratch))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        fetched = archive.fetch(args.dir, Path(scratch))
         if not fetched:
             raise UsageError(f"no archived day files under {args.dir}")
         code = EXIT_OK

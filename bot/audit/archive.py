@@ -308,8 +308,7 @@ def _archive_day(
     archived_raw = _get(client, where.bucket, digest_key)
     if archived_raw is not None:
         progress.advance(_size(path))
-        archived = orjson.loads(archived_raw)
-        differences = _differences(archived, local)
+        differences = _differences(_load_digest(archived_raw), local)
         if differences:
             return DayOutcome(bot, day, "tampered", _tamper_text(path, differences))
         return DayOutcome(bot, day, "skipped", "already archived, digest equal")
@@ -370,6 +369,15 @@ def _archived_digest(client: Any, bucket: str, key: str) -> dict[str, Any]:
         target = Path(scratch) / key.rsplit("/", 1)[-1]
         client.download_file(bucket, key, str(target))
         return day_digest(target)
+
+
+def _load_digest(raw: bytes) -> dict[str, Any]:
+    """An archived digest document; an unreadable one is empty (so it matches nothing)."""
+    try:
+        value = orjson.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _differences(archived: dict[str, Any], local: dict[str, Any]) -> list[str]:
@@ -503,7 +511,7 @@ def _fetch_trail(
             continue
         digest_key = where.prefix + digests[day]
         raw = _get(client, where.bucket, digest_key, objects[digest_key][0])
-        differences = _differences(orjson.loads(raw or b"{}"), day_digest(target))
+        differences = _differences(_load_digest(raw or b""), day_digest(target))
         if differences:
             trail.problems.append(
                 f"{day}: {days[day]} does not match digest_{day}.json ({'; '.join(differences)})"
