@@ -158,8 +158,12 @@ def build_guard(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -
 def restore_controls(guard: EntryGuard, audit_dir: str, clock: Clock = SYSTEM) -> None:
     """Take the state and the protections' inputs back from the trail; record the start state."""
     now = clock.time()
-    since = min(now - guard.protections.settings.horizon, next_utc_midnight(now) - 86_400)
-    found = read_back(audit_dir, since=since)
+    protections = guard.protections.settings
+    if protections.enabled:
+        since = min(now - protections.horizon, next_utc_midnight(now) - 86_400)
+        found = read_back(audit_dir, since=since)
+    else:  # only the state is needed
+        found = read_back(audit_dir, since=now, inputs=frozenset())
     replay(guard.protections, found.records)
     guard.control.start(found.state)
 

@@ -51,6 +51,18 @@ class ProtectionSettings:
     cooldown: float | None = None  # seconds
 
     @property
+    def enabled(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.daily_loss_limit_percent,
+                self.max_drawdown_percent,
+                self.stoploss_guard,
+                self.cooldown,
+            )
+        )
+
+    @property
     def horizon(self) -> float:
         """How far back (seconds) fills matter to the symbol rules."""
         guard = self.stoploss_guard

@@ -25,13 +25,14 @@ from bot.control.state import StateChange
 log = logging.getLogger("bot.control")
 
 _STATE = AuditEventType.TRADING_STATE_CHANGED.value
-_WANTED = {
-    _STATE,
-    AuditEventType.ORDER_FILLED.value,
-    AuditEventType.BALANCE_QUERY.value,
-    AuditEventType.PROTECTION_TRIGGERED.value,
-}
-_MARKERS = tuple(kind.encode() for kind in _WANTED)
+INPUTS = frozenset(
+    {
+        AuditEventType.ORDER_FILLED.value,
+        AuditEventType.BALANCE_QUERY.value,
+        AuditEventType.PROTECTION_TRIGGERED.value,
+    }
+)
+"""What the protections are rebuilt from."""
 
 
 @dataclass
@@ -44,38 +45,54 @@ def _at(record: dict[str, Any]) -> float:
     return chain.timestamp_ns(record["timestamp"]) / 1e9
 
 
-def _records_backwards(path: Path) -> Iterator[dict[str, Any]]:
+def marked_lines(data: bytes, markers: tuple[bytes, ...]) -> Iterator[bytes]:
+    """The complete lines of ``data`` that hold any marker, last first, without splitting
+    the rest (a torn last line is not complete)."""
+    end = data.rfind(b"\n")
+    if end < 0:
+        return
+    hits = {marker: data.rfind(marker, 0, end) for marker in markers}
+    while (pos := max(hits.values(), default=-1)) >= 0:
+        start = data.rfind(b"\n", 0, pos) + 1
+        yield data[start : data.find(b"\n", pos)]
+        for marker, at in hits.items():
+            if at >= start:
+                hits[marker] = data.rfind(marker, 0, start)
+
+
+def _records_backwards(path: Path, kinds: frozenset[str]) -> Iterator[dict[str, Any]]:
     with reader.open_trail_file(path) as fh:
         data = fh.read()
-    lines = data.split(b"\n")
-    for line in reversed(lines[:-1]):  # the last piece is empty or a torn line
-        if not any(marker in line for marker in _MARKERS):
-            continue
+    for line in marked_lines(data, tuple(kind.encode() for kind in kinds)):
         parsed = reader.parse_line(line)
-        if isinstance(parsed, dict) and parsed.get("event_type") in _WANTED:
+        if isinstance(parsed, dict) and parsed.get("event_type") in kinds:
             yield parsed
 
 
-def read_back(audit_dir: str | os.PathLike[str], *, since: float) -> Restored:
-    """The newest state change, and the wanted records at or after ``since`` (epoch s)."""
+def read_back(
+    audit_dir: str | os.PathLike[str], *, since: float, inputs: frozenset[str] = INPUTS
+) -> Restored:
+    """The newest state change, and the records of the ``inputs`` kinds at or after
+    ``since`` (epoch s); reading stops as soon as both are complete."""
     found = Restored()
     newest_first: list[dict[str, Any]] = []
-    since_day = chain.format_timestamp(int(since * 1e9))[:10].replace("-", "")
+    kinds = inputs | {_STATE}
     for path in reversed(chain.trail_files(Path(audit_dir))):
-        day = chain.day_of_file(path) or ""
-        recent = day >= since_day
-        if not recent and found.state is not None:
-            break
         try:
-            for record in _records_backwards(path):
+            for record in _records_backwards(path, kinds):
                 at = _at(record)
+                if at < since and found.state is not None:
+                    break
                 if record["event_type"] == _STATE and found.state is None:
                     try:
                         found.state = StateChange.from_audit(record["additional_data"], at)
                     except (KeyError, TypeError, ValueError):
                         log.warning("unreadable trading_state_changed in %s skipped", path.name)
-                if recent and at >= since:
+                if at >= since and record["event_type"] in inputs:
                     newest_first.append(record)
+            else:
+                continue
+            break
         except OSError as exc:
             log.warning("could not read %s back: %s", path.name, exc)
     found.records = newest_first[::-1]

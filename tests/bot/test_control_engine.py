@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.control.desk import ControlDesk
 from bot.control.protections import PreTradeLimits, Protections, ProtectionSettings
-from bot.control.restore import read_back, replay
+from bot.control.restore import marked_lines, read_back, replay
 from bot.control.server import Peer
 from bot.control.state import Source, TradingState
 from bot.models import SignalType
@@ -196,3 +196,9 @@ def test_a_restart_reads_the_state_and_the_locks_back_from_the_trail(tmp_path: P
     replay(protections, found.records)
     lock = protections.symbol_lock("BTCUSDT", rig.clock.now + 10)
     assert lock is not None and lock.protection == "cooldown"
+
+
+def test_the_read_back_finds_marked_lines_last_first_and_never_a_torn_one() -> None:
+    data = b"a x\nb\nc y x\nd y\ne x-torn"
+    assert list(marked_lines(data, (b"x", b"y"))) == [b"d y", b"c y x", b"a x"]
+    assert list(marked_lines(b"x torn only", (b"x",))) == []
