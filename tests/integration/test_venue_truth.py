@@ -433,6 +433,48 @@ def test_multi_assets_mode_refuses_isolated_and_trades_crossed(
         assert fake.venue.positions["BTCUSDT"].margin_type == "CROSSED"
 
 
+@pytest.mark.parametrize(
+    ("margin_type", "leverage", "setting", "code"),
+    [("CROSSED", 20, "margin_type_set", -4048), ("ISOLATED", 20, "leverage_set", -4161)],
+    ids=["margin-type-4048", "leverage-4161"],
+)
+def test_an_inherited_position_is_reconciled_before_margin_and_leverage_are_set(
+    fake: FakeBinance,
+    audit: AuditLogger,
+    audit_dir: Path,
+    tmp_path: Path,
+    margin_type: str,
+    leverage: int,
+    setting: str,
+    code: int,
+) -> None:
+    with fake.venue.lock:  # a previous run's protected position, in a margin setup of its own
+        position = fake.venue.positions["BTCUSDT"]
+        position.margin_type, position.leverage = margin_type, leverage
+    fake.venue.new_order(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+         "newClientOrderId": "0ldtrade-e"}
+    )  # fmt: skip
+    fake.venue.new_algo_order(
+        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+         "triggerPrice": "49000", "closePosition": "true", "clientAlgoId": "0ldtrade-sl"}
+    )  # fmt: skip
+    bot = start_bot(fake, audit, tmp_path)  # ISOLATED, leverage 10
+    try:
+        bot.start()
+    finally:
+        bot.close()
+
+    audit.flush()
+    records = read_trail(audit_dir)
+    steps = [r["operation"] for r in records]
+    assert steps.index("reconcile_startup") < steps.index(f"set_{setting.removesuffix('_set')}")
+    (kept,) = [r for r in records if r["event_type"] == setting]
+    assert kept["response"]["status"] == "kept_with_open_position"
+    assert kept["response"]["error_code"] == code
+    assert fake.position_amount("BTCUSDT") == Decimal("0.01")
+
+
 # ------------------------------------------------------------- fills and filters
 
 
