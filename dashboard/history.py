@@ -18,7 +18,9 @@ A restart reads only what changed (SPEC §9): for each day file of a trail,
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,3 +139,99 @@ def index_pending(pending: PendingDay, cache: IndexCache, hmac_key: bytes | None
     index = index_file(pending.path, pending.trail, hmac_key, end=end)
     cache.keep(pending.path, index, pending.fingerprint)
     return index.coarsened(pending.resolution)
+
+
+class HistoryIndexer:
+    """Indexes the pending days: a small day in this process, large ones in ``workers``
+    worker processes, so that neither the ingest thread nor the GIL waits for a first
+    indexing of a long history (started by spawn: the dashboard process has threads)."""
+
+    INLINE_BYTES = 16 << 20  # a day file up to this size is indexed in this process
+
+    def __init__(
+        self,
+        cache: IndexCache,
+        hmac_key: bytes | None,
+        *,
+        workers: int = 2,
+    ) -> None:
+        self.pending: list[PendingDay] = []
+        self.progress = HistoryProgress()
+        self._cache, self._key = cache, hmac_key
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[Future[DayIndex], PendingDay] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self._running)
+
+    @property
+    def running_trails(self) -> set[str]:
+        return {day.trail for day in self._running.values()}
+
+    def add(self, days: list[PendingDay]) -> None:
+        self.pending.extend(days)
+        self.progress.total_days += len(days)
+        self.progress.total_bytes += sum(day.fingerprint.size for day in days)
+        self.progress.running = self.busy
+
+    def advance(self, *, wait: bool) -> list[tuple[PendingDay, DayIndex | None]]:
+        """Days indexed since the last call (None: the file went away). Without ``wait``,
+        at most one small day is indexed here and large ones are handed to the workers;
+        with it, every pending day is done before returning."""
+        done: list[tuple[PendingDay, DayIndex | None]] = []
+        inline_left = None if wait else 1
+        for day in list(self.pending):
+            small = day.fingerprint.size <= self.INLINE_BYTES or self._workers <= 0
+            if small and inline_left != 0:
+                self.pending.remove(day)
+                done.append((day, self._inline(day)))
+                inline_left = None if inline_left is None else inline_left - 1
+            elif not small and len(self._running) < self._workers:
+                self.pending.remove(day)
+                self._running[self._submit(day)] = day
+        while self._running:
+            finished = [job for job in self._running if job.done()]
+            if not finished and not wait:
+                break
+            if not finished:
+                finished = [next(as_completed(self._running))]
+            for job in finished:
+                day = self._running.pop(job)
+                try:
+                    done.append((day, job.result()))
+                except FileNotFoundError:
+                    done.append((day, None))
+            for day in [d for d in self.pending if d.fingerprint.size > self.INLINE_BYTES]:
+                if len(self._running) >= self._workers:
+                    break
+                self.pending.remove(day)
+                self._running[self._submit(day)] = day
+        for day, _ in done:
+            self.progress.done_days += 1
+            self.progress.done_bytes += day.fingerprint.size
+        self.progress.running = self.busy
+        return done
+
+    def _inline(self, day: PendingDay) -> DayIndex | None:
+        try:
+            return index_pending(day, self._cache, self._key)
+        except FileNotFoundError:
+            return None
+
+    def _submit(self, day: PendingDay) -> Future[DayIndex]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool.submit(index_pending, day, self._cache, self._key)
+
+    def close(self) -> None:
+        """Stop the workers (a day being indexed is indexed again at the next start)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for day in self._running.values():
+            self.pending.append(day)
+        self._running.clear()

@@ -76,6 +76,7 @@ from dashboard.aggregates import (
     outcome_matches,
 )
 from dashboard.history import (
+    HistoryIndexer,
     HistoryProgress,
     PendingDay,
     count_lines,
@@ -146,6 +147,7 @@ class TrailStore:
         cache_dir: str | os.PathLike[str] | None = None,
         minute_days: int = 2,
         signal_limit: int = 20_000,
+        history_workers: int = 2,
     ) -> None:
         if bucket_seconds != MINUTE:
             raise ValueError("bucket_seconds: the day index counts per minute (60)")
@@ -172,8 +174,7 @@ class TrailStore:
         self._lifecycle = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._trails: dict[str, _Trail] = {}
-        self._pending: list[PendingDay] = []
-        self._progress = HistoryProgress()
+        self._history = HistoryIndexer(self._cache, self._key, workers=history_workers)
         self._memo_version = -1
         self._memo_results: dict[tuple[Any, ...], Any] = {}
         self._waiters = 0
@@ -211,6 +212,7 @@ class TrailStore:
         """Stop the observer and the ingest thread, keep the live days' indexes. Idempotent."""
         with self._lifecycle:
             self._ingest.stop()
+            self._history.close()
             atexit.unregister(self.stop)
             with self._ingest_lock:
                 self._keep_live(force=True)
@@ -225,7 +227,7 @@ class TrailStore:
         if time.monotonic() - self._last_keep > _KEEP_SECONDS:
             with self._ingest_lock:
                 self._keep_live(force=False)
-        return bool(self._pending)
+        return bool(self._history.pending)
 
     # -------------------------------------------------------------- ingest
 
@@ -250,9 +252,8 @@ class TrailStore:
             finally:
                 if collecting:
                     gc.enable()
-            budget = len(self._pending) if history_budget is None else history_budget
-            for _ in range(min(budget, len(self._pending))):
-                count += self._index_one()
+            if history_budget != 0 and self._history.busy:
+                count += self._take_history(self._history.advance(wait=history_budget is None))
             return count
 
     def _open_trail(self, name: str, directory: Path) -> int:
@@ -285,10 +286,7 @@ class TrailStore:
                 self._agg.put_day(index)
                 count += index.records
         trail.reverified.update(plan.changed)
-        self._pending.extend(plan.pending)
-        self._progress.total_days += len(plan.pending)
-        self._progress.total_bytes += sum(p.fingerprint.size for p in plan.pending)
-        self._progress.running = bool(self._pending)
+        self._history.add(plan.pending)
         self._load_tail(trail, [index for index in plan.loaded if index.offset], tail)
         self._bump()
         return count
@@ -334,21 +332,24 @@ class TrailStore:
             self._agg.sort_exact()
             self._agg.trim()
 
-    def _index_one(self) -> int:
-        pending = self._pending.pop(0)
-        try:
-            index = index_pending(pending, self._cache, self._key)
-        except FileNotFoundError:
-            index = None
+    def _take_history(self, done: list[tuple[PendingDay, DayIndex | None]]) -> int:
+        """Show the days the history indexer has finished."""
+        count = 0
         with self._lock:
-            if index is not None:
+            for pending, index in done:
+                if index is None:
+                    continue
+                trail = self._trails.get(pending.trail)
+                if trail is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        if pending.path.stat().st_size == index.offset:
+                            trail.follower.resume(pending.path, index.offset, index.lines)
                 self._agg.put_day(index)
                 self._agg.exact_floor = max(self._agg.exact_floor, _last_ts(index))
-            self._progress.done_days += 1
-            self._progress.done_bytes += pending.fingerprint.size
-            self._progress.running = bool(self._pending)
-        self._bump()
-        return index.records if index is not None else 0
+                count += index.records
+        if done:
+            self._bump()
+        return count
 
     def _publish(self, trail: _Trail, lines: list[FollowedLine]) -> int:
         """Add new lines of one trail to its day indexes and make them visible."""
@@ -780,7 +781,7 @@ class TrailStore:
     @property
     def history_progress(self) -> HistoryProgress:
         with self._lock:
-            return replace(self._progress)
+            return replace(self._history.progress)
 
     @property
     def read_stats(self) -> ReadStats:
@@ -808,7 +809,7 @@ class TrailStore:
         """The integrity status of each trail (SPEC §9: each bot's chain on its own)."""
         out: dict[str, IntegrityStatus] = {}
         with self._ingest_lock:
-            pending = {p.trail for p in self._pending}
+            pending = {p.trail for p in self._history.pending} | self._history.running_trails
             trails = list(self._trails.values())
         with self._lock:
             for trail in trails:

@@ -154,6 +154,26 @@ def test_history_is_indexed_in_the_background_while_today_is_shown(
     assert wait_until(lambda: store.integrity.ok is True)
 
 
+def test_large_days_are_indexed_in_worker_processes(
+    tmp_path: Path,
+    trail_writer: Writer,
+    stores: Callable[..., TrailStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(history.HistoryIndexer, "INLINE_BYTES", 0)  # every day is "large"
+    days_trail(trail_writer, tmp_path, days=4)
+    store = stores(tmp_path, tail_lines=0)
+    store.start()
+    assert wait_until(lambda: not store.history_progress.running, timeout=60)
+    assert store.history_progress.done_days == 3
+    assert store.totals() == truth(tmp_path)
+    assert wait_until(lambda: store.integrity.ok is True)
+    restarted = stores(tmp_path)
+    restarted.refresh()
+    assert restarted.history_progress.total_days == 0  # the workers kept what they did
+    assert restarted.totals() == truth(tmp_path)
+
+
 def test_old_days_are_kept_by_the_hour_recent_days_by_the_minute(
     tmp_path: Path, trail_writer: Writer, stores: Callable[..., TrailStore]
 ) -> None:
