@@ -68,15 +68,15 @@ class Venue:
 
 def build_venue(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> Venue:
     """Pick the exchange and the market feed for the mode and market."""
-    symbols, intervals = list(settings["symbols"]), list(settings["intervals"])
-    mode, market = settings["mode"], settings["market"]
+    symbols, intervals = list(settings.symbols), list(settings.intervals)
+    mode, market = settings.mode, settings.market
     exchange: Exchange
     sinks: list[Callable[[Candle], None]] = []
     if mode == "paper":
         paper = PaperExchange(
-            initial_balance=settings["paper.initial_balance"],
-            fee_rate=settings["paper.fee_rate"],
-            slippage_bps=settings["paper.slippage_bps"],
+            initial_balance=settings.paper.initial_balance,
+            fee_rate=settings.paper.fee_rate,
+            slippage_bps=settings.paper.slippage_bps,
             clock=clock.time,
         )
         exchange, sinks = paper, [paper.on_market_candle]
@@ -96,18 +96,18 @@ def build_venue(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -
         feed = SimulatedMarket(
             symbols,
             intervals,
-            seed=settings["seed"],
-            speed=settings["speed"],
-            volatility=settings["sim.volatility"],
-            history=settings["backfill"],
+            seed=settings.seed,
+            speed=settings.speed,
+            volatility=settings.sim.volatility,
+            history=settings.backfill,
         )
     elif market == "replay":
         replay = ReplayMarket(
-            settings["data"],
+            settings.data,
             symbols=symbols,
             intervals=intervals,
-            speed=settings["speed"],
-            history=settings["backfill"],
+            speed=settings.speed,
+            history=settings.backfill,
         )
         symbols = sorted({s for s, _ in replay.streams})
         intervals = sorted({i for _, i in replay.streams})
@@ -133,23 +133,23 @@ def _seconds(text: str | None) -> float | None:
 def build_guard(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> EntryGuard:
     """The trading state, protections and pre-trade limits of SPEC §11 from ``[protections]``
     and ``[limits]``."""
-    count = settings["protections.stoploss_guard.count"]
+    section, guard = settings.protections, settings.protections.stoploss_guard
     protections = ProtectionSettings(
-        daily_loss_limit_percent=settings["protections.daily_loss_limit_percent"],
-        max_drawdown_percent=settings["protections.max_drawdown_percent"],
+        daily_loss_limit_percent=section.daily_loss_limit_percent,
+        max_drawdown_percent=section.max_drawdown_percent,
         stoploss_guard=None
-        if count is None
+        if guard is None
         else StoplossGuard(
-            count=count,
-            window=duration_seconds(settings["protections.stoploss_guard.window"]),
-            lock=duration_seconds(settings["protections.stoploss_guard.lock"]),
+            count=guard.count,
+            window=duration_seconds(guard.window),
+            lock=duration_seconds(guard.lock),
         ),
-        cooldown=_seconds(settings["protections.cooldown"]),
+        cooldown=_seconds(section.cooldown),
     )
     limits = PreTradeLimits(
-        max_order_notional=settings["limits.max_order_notional"],
-        price_collar_percent=settings["limits.price_collar_percent"],
-        max_orders_per_minute=settings["limits.max_orders_per_minute"],
+        max_order_notional=settings.limits.max_order_notional,
+        price_collar_percent=settings.limits.price_collar_percent,
+        max_orders_per_minute=settings.limits.max_orders_per_minute,
     )
     control = TradingControl(audit, clock=clock, max_orders_per_minute=limits.max_orders_per_minute)
     return EntryGuard(control, Protections(protections), limits, audit, clock=clock)
@@ -180,30 +180,30 @@ class Bot:
         self.execution = OrderExecutionManager(
             self.venue.exchange,
             audit,
-            leverage=settings["risk.leverage"],
-            margin_type=MarginType(settings["risk.margin_type"]),
+            leverage=settings.risk.leverage,
+            margin_type=MarginType(settings.risk.margin_type),
             retry=RetryPolicy(
-                max_attempts=settings["execution.max_attempts"],
-                backoff_base=settings["execution.backoff_base_seconds"],
-                backoff_max=settings["execution.backoff_max_seconds"],
-                resolve_window=settings["execution.unknown_outcome_seconds"],
+                max_attempts=settings.execution.max_attempts,
+                backoff_base=settings.execution.backoff_base_seconds,
+                backoff_max=settings.execution.backoff_max_seconds,
+                resolve_window=settings.execution.unknown_outcome_seconds,
             ),
             gate=self.guard.control,
             sleep=clock.sleep,
         )
         self.engine = TradingEngine(
             strategy=EmaCrossStrategy(
-                fast_period=settings["strategy.fast_period"],
-                slow_period=settings["strategy.slow_period"],
-                atr_period=settings["strategy.atr_period"],
-                take_profit_atr=settings["strategy.take_profit_atr"],
-                stop_loss_atr=settings["strategy.stop_loss_atr"],
+                fast_period=settings.strategy.fast_period,
+                slow_period=settings.strategy.slow_period,
+                atr_period=settings.strategy.atr_period,
+                take_profit_atr=settings.strategy.take_profit_atr,
+                stop_loss_atr=settings.strategy.stop_loss_atr,
             ),
             risk=RiskManager(
                 RiskLimits(
-                    risk_percent=settings["risk.risk_percent"],
-                    max_position_percent=settings["risk.max_position_percent"],
-                    leverage=settings["risk.leverage"],
+                    risk_percent=settings.risk.risk_percent,
+                    max_position_percent=settings.risk.max_position_percent,
+                    leverage=settings.risk.leverage,
                 ),
                 audit,
                 self.guard,
@@ -217,7 +217,7 @@ class Bot:
             self.execution,
             audit,
             self.venue.symbols,
-            interval=settings["execution.protection_check_seconds"],
+            interval=settings.execution.protection_check_seconds,
         )
         self._supervisor_stop = threading.Event()
         self._supervisor_thread: threading.Thread | None = None
@@ -232,7 +232,7 @@ class Bot:
         book cannot lose a stop) runs from then on.
         """
         venue = self.venue
-        if self.settings["mode"] != "paper":
+        if self.settings.mode != "paper":
             offset = venue.exchange.sync_clock()
             log.info("clock offset to %s: %d ms", venue.exchange.name, offset)
         self.execution.check_account_modes()
@@ -241,7 +241,7 @@ class Bot:
         self.engine.reconcile_at_startup(venue.symbols)
         for symbol in venue.symbols:
             self.execution.configure_symbol(symbol)
-        if self.settings["mode"] != "paper":
+        if self.settings.mode != "paper":
             self._supervisor_thread = threading.Thread(
                 target=self.supervisor.run,
                 args=(self._supervisor_stop,),
@@ -251,7 +251,7 @@ class Bot:
             self._supervisor_thread.start()
         pairs = [(s, i) for s in venue.symbols for i in venue.intervals]
         for n, (symbol, interval) in enumerate(pairs, start=1):
-            candles = venue.feed.backfill(symbol, interval, self.settings["backfill"])
+            candles = venue.feed.backfill(symbol, interval, self.settings.backfill)
             for candle in candles:
                 for sink in venue.on_candle[:-1]:  # the exchange sees prices; no signals yet
                     sink(candle)
@@ -294,7 +294,7 @@ class Bot:
     def _heartbeats(self, stop: threading.Event) -> None:
         """One as streaming starts, then one every period: a silent bot is visible at once."""
         self.engine.heartbeat()
-        while not stop.wait(self.settings["heartbeat_seconds"]):
+        while not stop.wait(self.settings.heartbeat_seconds):
             self.engine.heartbeat()
 
 
@@ -310,18 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m bot: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings["log_level"],
+        level=settings.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         audit = AuditLogger(
-            settings["audit_dir"],
-            bot_id=settings["bot.id"],
+            settings.audit_dir,
+            bot_id=settings.bot.id,
             hmac_key=settings.secrets.audit_hmac_key or None,
             redact_values=settings.secrets.values(),
-            fsync_interval=settings["audit.fsync_interval_seconds"],
-            checkpoint_interval=settings["audit.checkpoint_interval_seconds"],
+            fsync_interval=settings.audit.fsync_interval_seconds,
+            checkpoint_interval=settings.audit.checkpoint_interval_seconds,
         )
     except AuditDirectoryLocked as exc:
         print(f"python -m bot: {exc}", file=sys.stderr)
@@ -361,16 +361,16 @@ def _run(settings: Settings, audit: AuditLogger, stop: threading.Event, received
     )
     log.info(
         "bot started: mode=%s market=%s symbols=%s intervals=%s audit_dir=%s",
-        settings["mode"],
-        settings["market"],
+        settings.mode,
+        settings.market,
         ",".join(bot.venue.symbols),
         ",".join(bot.venue.intervals),
-        settings["audit_dir"],
+        settings.audit_dir,
     )
     reason, code = "signal", 0
-    restore_controls(bot.guard, settings["audit_dir"], bot.clock)
+    restore_controls(bot.guard, settings.audit_dir, bot.clock)
     desk = ControlDesk(bot.guard, bot.execution, bot.venue.symbols, clock=bot.clock)
-    control = ControlServer(settings["audit_dir"], desk.handle)
+    control = ControlServer(settings.audit_dir, desk.handle)
     try:
         control.start()
     except OSError as exc:  # commands are how an operator stops it: no trading without them

@@ -18,11 +18,11 @@ from tests.audit.conftest import run_cli
 def test_bot_id_defaults_to_bot_and_flag_beats_environment_beats_file(tmp_path: Path) -> None:
     config = tmp_path / "bot.toml"
     config.write_text('[bot]\nid = "from-file"\n')
-    assert load_settings([], {})["bot.id"] == "bot"
-    assert load_settings(["--config", str(config)], {})["bot.id"] == "from-file"
+    assert load_settings([], {}).bot.id == "bot"
+    assert load_settings(["--config", str(config)], {}).bot.id == "from-file"
     env = {"BOT_ID": "from-env"}
-    assert load_settings(["--config", str(config)], env)["bot.id"] == "from-env"
-    assert load_settings(["--bot-id", "from-flag"], env)["bot.id"] == "from-flag"
+    assert load_settings(["--config", str(config)], env).bot.id == "from-env"
+    assert load_settings(["--bot-id", "from-flag"], env).bot.id == "from-flag"
 
 
 @pytest.mark.parametrize("bad", ["..", "a/b", "", "x" * 65, "bot id"])

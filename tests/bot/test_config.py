@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import KEYS, load_settings
+from bot.config import KEYS, key_paths, load_settings
 from bot.errors import ConfigError
 
 
@@ -19,12 +19,12 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_defaults_are_paper_on_a_simulated_market() -> None:
     settings = load_settings([], {})
-    assert settings["mode"] == "paper"
-    assert settings["market"] == "sim"
-    assert settings["audit_dir"] == "logs/audit"
-    assert settings["intervals"] == ["1m", "5m"]
-    assert settings["backfill"] == 100
-    assert settings["heartbeat_seconds"] == 60.0
+    assert settings.mode == "paper"
+    assert settings.market == "sim"
+    assert settings.audit_dir == "logs/audit"
+    assert settings.intervals == ["1m", "5m"]
+    assert settings.backfill == 100
+    assert settings.heartbeat_seconds == 60.0
 
 
 def test_the_example_config_is_valid_and_states_the_defaults() -> None:
@@ -37,19 +37,19 @@ def test_the_example_config_is_valid_and_states_the_defaults() -> None:
 def test_flags_beat_environment_beats_file(tmp_path: Path) -> None:
     config = write(tmp_path, 'audit_dir = "from-file"\nseed = 7\n[risk]\nleverage = 3\n')
     env = {"AUDIT_DIR": "from-env"}
-    assert load_settings(["--config", config], env)["audit_dir"] == "from-env"
+    assert load_settings(["--config", config], env).audit_dir == "from-env"
     settings = load_settings(
         ["--config", config, "--audit-dir", "from-flag", "--leverage", "4"], env
     )
-    assert settings["audit_dir"] == "from-flag"
-    assert settings["risk.leverage"] == 4
-    assert settings["seed"] == 7
+    assert settings.audit_dir == "from-flag"
+    assert settings.risk.leverage == 4
+    assert settings.seed == 7
 
 
 def test_symbols_and_intervals_are_comma_separated_on_the_command_line() -> None:
     settings = load_settings(["--symbols", "BTCUSDT, ETHUSDT", "--intervals", "1m,15m"], {})
-    assert settings["symbols"] == ["BTCUSDT", "ETHUSDT"]
-    assert settings["intervals"] == ["1m", "15m"]
+    assert settings.symbols == ["BTCUSDT", "ETHUSDT"]
+    assert settings.intervals == ["1m", "15m"]
 
 
 @pytest.mark.parametrize(
@@ -93,13 +93,13 @@ def test_testnet_needs_keys_from_the_environment() -> None:
     settings = load_settings(
         ["--mode", "testnet"], {"BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}
     )
-    assert settings["market"] == "binance"
+    assert settings.market == "binance"
 
 
 def test_live_with_confirmation_and_keys_is_accepted() -> None:
     env = {"BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}
     settings = load_settings(["--mode", "live", "--i-understand-live-trading"], env)
-    assert settings["mode"] == "live" and settings.live_confirmed
+    assert settings.mode == "live" and settings.live_confirmed
 
 
 def test_trading_real_orders_on_simulated_prices_is_refused() -> None:
@@ -150,7 +150,8 @@ def test_protections_and_limits_are_off_unless_set() -> None:
     settings = load_settings([], {})
     names = [k.name for k in KEYS if k.name.startswith(("protections.", "limits."))]
     assert len(names) == 9
-    assert all(settings[name] is None for name in names)
+    assert all(settings.values[name] is None for name in names)
+    assert settings.protections.stoploss_guard is None
 
 
 def test_protections_and_limits_are_read_from_their_sections(tmp_path: Path) -> None:
@@ -161,10 +162,11 @@ def test_protections_and_limits_are_read_from_their_sections(tmp_path: Path) -> 
         "[limits]\nmax_order_notional = 5000\nmax_orders_per_minute = 30\n",
     )
     settings = load_settings(["--config", config], {})
-    assert settings["protections.daily_loss_limit_percent"] == 3.0
-    assert settings["protections.cooldown"] == "5m"
-    assert settings["protections.stoploss_guard.window"] == "1h"
-    assert settings["limits.max_orders_per_minute"] == 30
+    assert settings.protections.daily_loss_limit_percent == 3.0
+    assert settings.protections.cooldown == "5m"
+    assert settings.protections.stoploss_guard is not None
+    assert settings.protections.stoploss_guard.window == "1h"
+    assert settings.limits.max_orders_per_minute == 30
 
 
 @pytest.mark.parametrize(
@@ -195,3 +197,7 @@ def test_a_bad_protection_or_limit_is_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_settings(["--config", write(tmp_path, toml)], {})
+
+
+def test_the_typed_settings_name_exactly_the_keys_of_the_table() -> None:
+    assert sorted(key_paths()) == sorted(k.name for k in KEYS)
