@@ -43,7 +43,7 @@ from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, parse_line
 from bot.audit.trails import bot_of
 from bot.audit.verify import scan_lines
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 MINUTE, HOUR, DAY = 60, 3600, 86_400
 
 Key = tuple[str, str, str, str]
@@ -69,6 +69,7 @@ TRADES, WINS, LOSSES, NET = "trades", "wins", "losses", "trade_net"
 MEASURES = (PNL, FEE, TRADES, WINS, LOSSES, NET, *EXIT_KINDS.values())
 
 CAPPED_LIMIT = 20_000  # capped quantities kept per day (the newest)
+CAPPED_SUMMARY = 500  # of which the hour-level part of a cache entry holds the newest
 PROTECTION_LIMIT = 1_000
 MALFORMED_LIMIT = 50
 
@@ -437,7 +438,7 @@ class DayIndex:
             "day": self.day,
             "resolution": HOUR,
             **_buckets_out(hourly),
-            "capped": self.capped[-CAPPED_LIMIT:],
+            "capped": self.capped[-CAPPED_SUMMARY:],
             "equity": {bot: _pairs_out(points) for bot, points in hourly.equity.items()},
             "last_event": self.last_event,
             "last_heartbeat": self.last_heartbeat,
@@ -457,6 +458,7 @@ class DayIndex:
             "resolution": self.resolution,
             **_buckets_out(self),
             "equity": {bot: _pairs_out(points) for bot, points in self.equity.items()},
+            "capped": self.capped[-CAPPED_LIMIT:],
             "signals": self.signals or {},
             "traces": self.traces or {},
         }
@@ -474,7 +476,7 @@ class DayIndex:
             bot: {int(b): (float(t), float(v)) for b, t, v in points}
             for bot, points in source["equity"].items()
         }
-        index.capped = [tuple(row) for row in summary["capped"]]
+        index.capped = [tuple(row) for row in source["capped"]]
         index.last_event = summary["last_event"]
         index.last_heartbeat = summary["last_heartbeat"]
         index.spans = summary["spans"]
