@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bot.audit.dayindex import DayIndex, links
+from bot.audit.chaincheck import links
+from bot.audit.dayindex import DayIndex
 
 
 @dataclass

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from bot.audit import chain
+from bot.audit.chaincheck import ChainCheck
 from bot.audit.dayindex import (
     MINUTE,
     ORDER_OUTCOMES,
@@ -47,13 +48,10 @@ from bot.audit.dayindex import (
     R_SYMBOL,
     R_TS,
     RISK_REJECTION,
-    ChainCheck,
     DayIndex,
-    Fingerprint,
-    IndexCache,
-    default_cache_dir,
     iter_lines_at,
 )
+from bot.audit.indexcache import Fingerprint, IndexCache, default_cache_dir
 from bot.audit.reader import (
     FollowedLine,
     Malformed,

@@ -27,7 +27,7 @@ import orjson
 
 from bot.audit import archive, chain
 from bot.audit.compress import compress_closed_days
-from bot.audit.dayindex import default_cache_dir
+from bot.audit.indexcache import default_cache_dir
 from bot.audit.reader import TrailFollower, open_trail_file
 from bot.audit.summary import RATES, summarize
 from bot.audit.verify import verify_trail

@@ -1,12 +1,10 @@
-"""What one day file contributes to the aggregates, computed once and kept by fingerprint.
+"""What one day file contributes to the aggregates: the one rule, for history and live lines.
 
-Closed day files never change (SPEC §4), so what the dashboard and ``summary`` derive
-from one — its counts per time bucket, its trading results, its signals, its verified
-chain ends — is computed once (``DayIndex``, fed record by record by ``add``, the one
-rule of what a record contributes) and kept outside the trail directory by
-``IndexCache``, keyed by the file's fingerprint. A restart then reads only the days
-whose fingerprint changed, plus the part of today's file written since the index of
-its prefix was kept.
+What the dashboard and ``summary`` derive from a day file — its counts per time
+bucket, its trading results, its signals, its verified chain ends — is a ``DayIndex``,
+fed record by record by ``DayIndex.add``: the one rule of what a record contributes,
+used for a closed day indexed once (then kept by ``bot.audit.indexcache``) and for
+each live line the dashboard reads.
 
 A DayIndex holds, per bucket (minutes; hours once coarsened for old days):
 
@@ -26,24 +24,17 @@ entry and loaded only when asked for.
 from __future__ import annotations
 
 import calendar
-import contextlib
-import hashlib
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bot.audit import chain
+from bot.audit.chaincheck import ChainCheck, ChainEnds
 from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, parse_line
 from bot.audit.trails import bot_of
-from bot.audit.verify import scan_lines
 
-INDEX_VERSION = 2
 MINUTE, HOUR, DAY = 60, 3600, 86_400
 
 Key = tuple[str, str, str, str]
@@ -134,100 +125,6 @@ def _add(target: dict[int, dict[Any, Any]], bucket: int, key: Any, n: float) -> 
     if into is None:
         into = target[bucket] = {}
     into[key] = into.get(key, 0) + n
-
-
-# ------------------------------------------------------------------ the chain check
-
-
-@dataclass
-class ChainEnds:
-    """The hash chain of one day file: its ends and whether it verifies inside the file.
-
-    Whether consecutive days link (this file's first ``prev`` is the previous file's
-    last hash) is for the reader of many days to check (``links``)."""
-
-    first_seq: int | None = None
-    first_prev: str | None = None
-    last_seq: int | None = None
-    last_hash: str | None = None
-    ok: bool = True
-    problem: str | None = None
-    problems: int = 0
-    checked: int = 0
-    gaps: int = 0
-    recoveries: int = 0
-
-
-class ChainCheck:
-    """Incremental verification of one file's lines, in order.
-
-    Runs of lines go through the verifier's own check (``bot.audit.verify.scan_lines``);
-    only a line it refuses takes the slow path, which says what is wrong and re-anchors
-    the chain on that line so one bad line is reported once."""
-
-    def __init__(self, hmac_key: bytes | None, ends: ChainEnds | None = None) -> None:
-        self.ends = ends if ends is not None else ChainEnds()
-        self._key = hmac_key
-        self._sealer = chain.Sealer(hmac_key)
-        self._seq = self.ends.last_seq
-        last = self.ends.last_hash
-        self._hash = last.encode() if last is not None else None
-
-    def check(self, name: str, numbered: list[tuple[int, bytes]]) -> None:
-        """Check lines (line number, bytes without newline) that follow what was checked."""
-        at = 0
-        raws = [raw for _, raw in numbered]
-        while at < len(raws):
-            if self._seq is None or self._hash is None:
-                self._check_one(name, *numbered[at])  # nothing to link to yet
-                at += 1
-                continue
-            bad, seq, prev = scan_lines(raws[at:], self._seq + 1, self._hash, self._key)
-            good = (len(raws) - at) if bad is None else bad
-            self.ends.checked += good
-            self._seq, self._hash = seq - 1, prev
-            if bad is None:
-                break
-            self._check_one(name, *numbered[at + bad])
-            at += bad + 1
-        self.ends.last_seq = self._seq
-        self.ends.last_hash = self._hash.decode() if self._hash is not None else None
-
-    def _check_one(self, name: str, number: int, raw: bytes) -> None:
-        seal = chain.parse_seal(raw)
-        ends = self.ends
-        if seal is None:
-            self._fail(name, number, "not a sealed audit record (edited or torn)")
-            self._seq = self._hash = None
-            return
-        seq, prev, digest = seal
-        if ends.first_seq is None and ends.checked == 0 and ends.problems == 0:
-            ends.first_seq, ends.first_prev = seq, prev.decode()
-        if self._sealer.digest(chain.body_of(raw)) != digest:
-            hint = "" if self._sealer.keyed else " (or the trail is HMAC-sealed: set the key)"
-            self._fail(name, number, f"hash does not match the content: edited{hint}")
-        elif self._hash is not None and prev != self._hash:
-            self._fail(name, number, "prev does not link to the previous record")
-        elif self._seq is not None and seq != self._seq + 1:
-            self._fail(name, number, f"seq {seq} follows {self._seq}: inserted/deleted/reordered")
-        self._seq, self._hash = seq, digest
-        ends.checked += 1
-
-    def _fail(self, name: str, number: int, what: str) -> None:
-        ends = self.ends
-        ends.problems += 1
-        ends.ok = False
-        if ends.problem is None:
-            ends.problem = f"{name} line {number}: {what}"
-
-
-def links(previous: ChainEnds, following: ChainEnds) -> bool:
-    """Whether ``following`` (a later day file) continues the chain ``previous`` ended."""
-    if following.first_seq is None or previous.last_seq is None:
-        return True  # an empty or unsealed file: its own check names the problem
-    return following.first_prev == previous.last_hash and following.first_seq == (
-        previous.last_seq + 1
-    )
 
 
 # ------------------------------------------------------------------ the day index
@@ -753,155 +650,6 @@ def index_file(
                     index, check, path.name, lines, index.lines, index.offset, max_year, accept
                 )
     return index
-
-
-# ------------------------------------------------------------------ the cache
-
-
-def default_cache_dir(env: Mapping[str, str]) -> Path:
-    """Where day indexes are kept, from the environment ``env``: ``AUDIT_CACHE_DIR``,
-    else ``$XDG_CACHE_HOME/audited-bot/dayindex``, else under ~/.cache."""
-    explicit = env.get("AUDIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "audited-bot" / "dayindex"
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What identifies a day file's content: name, inode, size, mtime and the bytes of
-    its last complete line (which holds the last hash of the chain)."""
-
-    name: str
-    inode: int
-    size: int
-    mtime_ns: int
-    tail: str  # sha256 of the last 512 bytes of the file
-
-    @classmethod
-    def of(cls, path: Path) -> Fingerprint:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            fh.seek(max(0, st.st_size - 512))
-            tail = hashlib.sha256(fh.read()).hexdigest()
-        return cls(path.name, st.st_ino, st.st_size, st.st_mtime_ns, tail)
-
-
-def _prefix_tail(path: Path, offset: int) -> str | None:
-    """sha256 of the 512 bytes before ``offset`` of a plain file (None for .gz)."""
-    if path.name.endswith(".gz"):
-        return None
-    with open(path, "rb") as fh:
-        fh.seek(max(0, offset - 512))
-        return hashlib.sha256(fh.read(min(offset, 512))).hexdigest()
-
-
-class IndexCache:
-    """Day indexes kept on disk, outside the trail directory, by fingerprint.
-
-    One entry per day file: ``<dir>/<trail key>/<file name>.json`` (the summary part,
-    with the fingerprint, the HMAC key's fingerprint and the index version) and
-    ``.detail.json`` beside it. A file whose fingerprint matches is not read at all;
-    a plain file that grew past the offset its entry covers, with the same bytes just
-    before that offset, is read from there on (today's file). Entries are written
-    atomically; a cache that cannot be written is only slower."""
-
-    def __init__(self, directory: Path | None, hmac_key: bytes | None) -> None:
-        self.directory = directory
-        self._key_id = hashlib.sha256(b"key:" + hmac_key).hexdigest()[:16] if hmac_key else ""
-
-    def _entry(self, path: Path) -> Path | None:
-        if self.directory is None:
-            return None
-        trail = hashlib.sha256(os.fsencode(path.parent.resolve())).hexdigest()[:20]
-        return self.directory / trail / (path.name + ".json")
-
-    def lookup(
-        self, path: Path, fingerprint: Fingerprint, *, detail: bool, growing: bool = False
-    ) -> tuple[DayIndex | None, bool]:
-        """(index, whole): the kept index of ``path`` and whether it covers the whole
-        file, or (None, False). With ``growing`` (the newest file of a trail, which the
-        writer appends to) an index of a prefix is returned too (``whole`` False:
-        continue from its offset) when the file only grew since; any other change of
-        the fingerprint means the file must be read and verified again."""
-        entry = self._entry(path)
-        if entry is None:
-            return None, False
-        try:
-            summary = orjson.loads(entry.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None, False
-        if summary.get("version") != INDEX_VERSION or summary.get("key") != self._key_id:
-            return None, False
-        kept = summary["fingerprint"]
-        whole = kept == list(fingerprint.__dict__.values())
-        if not whole:
-            # a prefix: same file, grown, with the same bytes before the indexed offset
-            if (
-                not growing
-                or kept[1] != fingerprint.inode
-                or fingerprint.size <= kept[2]
-                or summary.get("prefix_tail") is None
-                or _prefix_tail(path, summary["offset"]) != summary["prefix_tail"]
-            ):
-                return None, False
-            detail = True  # a prefix goes on at minute resolution
-        parts: dict[str, Any] | None = None
-        if detail:
-            try:
-                parts = orjson.loads(entry.with_suffix(".detail").read_bytes())
-            except (OSError, orjson.JSONDecodeError):
-                return None, False
-        return DayIndex.from_parts(summary, parts), whole
-
-    def has_entry(self, path: Path) -> bool:
-        """Whether an entry exists for ``path`` (whatever its fingerprint)."""
-        entry = self._entry(path)
-        return entry is not None and entry.exists()
-
-    def load_detail(self, path: Path) -> dict[str, Any] | None:
-        """The detail part (minute counts, signal rows, trace offsets) of ``path``'s entry."""
-        entry = self._entry(path)
-        if entry is None:
-            return None
-        try:
-            parts: dict[str, Any] = orjson.loads(entry.with_suffix(".detail").read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
-        return parts
-
-    def keep(self, path: Path, index: DayIndex, fingerprint: Fingerprint) -> None:
-        """Write the entry of ``path`` (best effort: an unwritable cache is skipped)."""
-        entry = self._entry(path)
-        if entry is None:
-            return
-        summary, detail = index.to_parts()
-        summary.update(
-            version=INDEX_VERSION,
-            key=self._key_id,
-            fingerprint=list(fingerprint.__dict__.values()),
-            prefix_tail=_prefix_tail(path, index.offset),
-        )
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # detail first: a summary never points at a missing or older detail
-            _write_atomic(entry.with_suffix(".detail"), orjson.dumps(detail))
-            _write_atomic(entry, orjson.dumps(summary))
-        except OSError:
-            return
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def day_start(day: str) -> int:

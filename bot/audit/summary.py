@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.audit import chain, pieces
-from bot.audit.dayindex import DAY, RISK_REJECTION, DayIndex, Fingerprint, IndexCache, index_file
+from bot.audit.dayindex import DAY, RISK_REJECTION, DayIndex, index_file
+from bot.audit.indexcache import Fingerprint, IndexCache
 from bot.audit.trails import discover
 
 # name -> (numerator event types, denominator event types), as in SPEC §9.
