@@ -377,6 +377,30 @@ class AlertService:
             stop.wait(interval)
 
 
+class _StartedStore:
+    """A started TrailStore as a service's source. Its own thread watches the files and
+    indexes old days in the background, so the first evaluation does not wait for a large
+    history (a minute for 1M records on a loaded machine); a tick ingests what is new."""
+
+    def __init__(self, store: TrailStore) -> None:
+        self.store = store
+        store.start()
+
+    @property
+    def last_event_time(self) -> float | None:
+        return self.store.last_event_time
+
+    @property
+    def last_heartbeat_time(self) -> float | None:
+        return self.store.last_heartbeat_time
+
+    def refresh(self) -> int:
+        return self.store.refresh(verify_history=False)
+
+    def counts(self, start: float, end: float, symbol: str | None = None) -> Mapping[str, int]:
+        return self.store.counts(start, end, symbol)
+
+
 class AlertFleet:
     """Every bot under one audit directory: one store, engine and service per bot.
 
@@ -432,7 +456,7 @@ class AlertFleet:
         engine.resume(open_alerts(mine))
         return AlertService(
             engine,
-            store,
+            _StartedStore(store),
             self.recorder,
             webhook=self.webhook,
             out=self.out,
