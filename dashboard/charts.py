@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 
 import plotly.graph_objects as go
 
-from dashboard.metrics import RATE_METRICS, rate
+from dashboard.metrics import RATE_METRICS, Period, rate
 
 BucketSeries = Sequence[tuple[float, Mapping[str, int]]]
 """(bucket start in epoch seconds, event_type -> count), oldest first."""
 
 HEIGHT = 320
 OTHER = "other"
-DISPLAY_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400)
 
 COLORS: dict[str, str] = {
     "risk_rejection_rate": "#d62728",
@@ -61,14 +60,6 @@ class Threshold:
 def utc(ts: float) -> datetime:
     """Naive UTC datetime for plotting (plotly draws naive times as given)."""
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
-
-
-def display_bucket(span_seconds: float, base: float = 60.0, max_points: int = 240) -> float:
-    """A bucket width (a multiple of ``base``) giving at most ~``max_points`` points."""
-    for width in DISPLAY_BUCKETS:
-        if width >= base and span_seconds / width <= max_points:
-            return width
-    return max(DISPLAY_BUCKETS[-1], base)
 
 
 def rebucket(series: BucketSeries, width: float) -> list[tuple[float, Counter[str]]]:
@@ -114,6 +105,8 @@ def _note(fig: go.Figure, message: str) -> None:
 def _threshold_traces(
     fig: go.Figure, thresholds: Iterable[Threshold], x0: datetime, x1: datetime, **where: str
 ) -> None:
+    """Thresholds in their metric's colour, dashed (fire) or dotted (clear), named on hover
+    but kept out of the legend: the legend lists the metrics only."""
     for t in thresholds:
         fig.add_trace(
             go.Scatter(
@@ -121,8 +114,10 @@ def _threshold_traces(
                 y=[t.value, t.value],
                 mode="lines",
                 name=t.label,
+                showlegend=False,
+                legendgroup="thresholds",
                 line={
-                    "color": COLORS.get(t.kind, "#444"),
+                    "color": COLORS.get(t.metric, COLORS.get(t.kind, "#444")),
                     "dash": "dash" if t.kind == "fire" else "dot",
                     "width": 1.5,
                 },
@@ -130,6 +125,23 @@ def _threshold_traces(
                 meta={"threshold": t.kind, "metric": t.metric},
                 **where,
             )
+        )
+
+
+def _shade(fig: go.Figure, periods: Iterable[Period], x0: datetime, x1: datetime) -> None:
+    """Firing periods as red bands behind the lines, clipped to the chart's range."""
+    for period in periods:
+        start, end = utc(period.start), utc(period.end)
+        if end <= x0 or start >= x1:
+            continue
+        fig.add_vrect(
+            x0=max(start, x0),
+            x1=min(end, x1),
+            fillcolor=COLORS["fire"],
+            opacity=0.12,
+            layer="below",
+            line_width=0,
+            name=f"{period.rule} firing",
         )
 
 
@@ -165,8 +177,10 @@ def rates_over_time(
     *,
     width: float = 60.0,
     title: str = "Rejection rates",
+    firing: Sequence[Period] = (),
 ) -> go.Figure:
-    """One line per rate metric (per bucket of ``width`` s), with alert thresholds.
+    """One line per rate metric (per bucket of ``width`` s), with alert thresholds and the
+    periods when an alert fired shaded.
 
     A bucket without samples has no point (a gap), never a misleading 0 %.
     """
@@ -195,6 +209,7 @@ def rates_over_time(
         )
     x0, x1 = _x_extent([start for start, _ in buckets], width)
     _threshold_traces(fig, [t for t in thresholds if t.metric in metrics], x0, x1)
+    _shade(fig, firing, x0, x1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title_text="rate")
     fig.update_xaxes(title_text="time (UTC)")
     if not drawn:  # thresholds alone still show where alerts would fire
@@ -411,3 +426,129 @@ def _outcome_order(outcome: str) -> tuple[int, str]:
         return _OUTCOME_ORDER.index(outcome), outcome
     except ValueError:
         return len(_OUTCOME_ORDER), outcome
+
+
+# ------------------------------------------------------------------ alerts and results
+
+
+def alert_timeline(periods: Sequence[Period], start: float, end: float) -> go.Figure:
+    """One row per rule: pending (orange) then firing (red) spans over [start, end)."""
+    fig = _base_layout(go.Figure(), "Alert history", height=max(160, 60 + 40 * len(periods)))
+    shown = [p for p in periods if p.end > start and p.start < end]
+    if not shown:
+        return _no_data(fig, "No alert was pending or firing in this range")
+    for state in ("pending", "firing"):
+        rows = [p for p in shown if p.state == state]
+        if not rows:
+            continue
+        fig.add_trace(
+            go.Bar(
+                y=[p.rule for p in rows],
+                base=[utc(max(p.start, start)) for p in rows],
+                x=[(min(p.end, end) - max(p.start, start)) * 1000 for p in rows],
+                orientation="h",
+                name=state,
+                marker={"color": COLORS["fire"] if state == "firing" else "#ff7f0e"},
+                customdata=[[_hms(p.start), _hms(p.end)] for p in rows],
+                hovertemplate=(
+                    f"%{{y}} {state} %{{customdata[0]}} → %{{customdata[1]}}<extra></extra>"
+                ),
+            )
+        )
+    fig.update_layout(barmode="overlay", hovermode="closest")
+    fig.update_xaxes(type="date", range=[utc(start), utc(end)], title_text="time (UTC)")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def cumulative_pnl(points: Sequence[tuple[float, float]]) -> go.Figure:
+    """Cumulative realized PnL net of fees over time (a step line)."""
+    fig = _base_layout(go.Figure(), "Net PnL (cumulative, after fees)")
+    if not any(value for _, value in points):
+        return _no_data(fig, "No closed trades in this range")
+    fig.add_trace(
+        go.Scatter(
+            x=[utc(ts) for ts, _ in points],
+            y=[value for _, value in points],
+            mode="lines",
+            line={"shape": "hv", "color": COLORS["placed"]},
+            name="net PnL",
+            hovertemplate="%{y:,.2f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text="quote currency", zeroline=True)
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+def pnl_by_symbol(by_symbol: Mapping[str, tuple[float, float]]) -> go.Figure:
+    """Per symbol: net PnL (bar) and fees (bar), symbol -> (net PnL, fees)."""
+    fig = _base_layout(go.Figure(), "Net PnL and fees per symbol")
+    if not by_symbol:
+        return _no_data(fig, "No fills in this range")
+    symbols = sorted(by_symbol)
+    nets = [by_symbol[s][0] for s in symbols]
+    fig.add_trace(
+        go.Bar(
+            x=symbols,
+            y=nets,
+            name="net PnL",
+            marker={"color": [COLORS["filled"] if v >= 0 else COLORS["rejected"] for v in nets]},
+            text=[f"{v:,.2f}" for v in nets],
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=symbols,
+            y=[-by_symbol[s][1] for s in symbols],
+            name="fees",
+            marker={"color": COLORS["cancelled"]},
+        )
+    )
+    fig.update_layout(barmode="group", hovermode="closest")
+    return fig
+
+
+def exits(counts: Mapping[str, int]) -> go.Figure:
+    """How positions were closed: take-profit, stop-loss, protective close."""
+    fig = _base_layout(go.Figure(), "Exits")
+    if not any(counts.values()):
+        return _no_data(fig, "No exits in this range")
+    names = [n for n in ("take_profit", "stop_loss", "protective_close") if n in counts]
+    names += sorted(set(counts) - set(names))
+    fig.add_trace(
+        go.Bar(
+            x=names,
+            y=[counts[n] for n in names],
+            text=[counts[n] for n in names],
+            marker={"color": [EXIT_COLORS.get(n, "#7f7f7f") for n in names]},
+        )
+    )
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig
+
+
+def equity(points: Sequence[tuple[float, str, float]]) -> go.Figure:
+    """Wallet balance from balance queries, one line per bot."""
+    fig = _base_layout(go.Figure(), "Equity (balance queries)")
+    if not points:
+        return _no_data(fig, "No balance queries in this range")
+    for bot in sorted({bot for _, bot, _ in points}):
+        mine = [(ts, value) for ts, who, value in points if who == bot]
+        fig.add_trace(
+            go.Scatter(
+                x=[utc(ts) for ts, _ in mine],
+                y=[value for _, value in mine],
+                mode="lines+markers",
+                name=bot,
+            )
+        )
+    fig.update_xaxes(title_text="time (UTC)")
+    return fig
+
+
+EXIT_COLORS = {"take_profit": "#2ca02c", "stop_loss": "#d62728", "protective_close": "#8c564b"}
+
+
+def _hms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")

@@ -232,6 +232,52 @@ def share(counter: Mapping[str, int]) -> list[tuple[str, int, float]]:
     return [(name, n, n / total) for name, n in ranked if total]
 
 
+# ------------------------------------------------------------------ alert history
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of an alert rule's life: ``state`` is "pending" or "firing"; ``end`` is
+    when it ended (or now, while it lasts). ``rule`` names the rule (and its bot)."""
+
+    rule: str
+    state: str
+    start: float
+    end: float
+    metric: str = ""
+
+
+def alert_periods(history: Iterable[Mapping[str, Any]], now: float) -> list[Period]:
+    """Pending and firing spans from alert records (oldest first), per rule and bot.
+
+    A fired record says when the alert became active (``active_since``) and how long it
+    had to hold before (``pending_seconds``); the pending span is the time before it.
+    The firing span ends at the rule's next ``alert_resolved`` record, or at ``now``."""
+    open_since: dict[str, tuple[float, str]] = {}
+    out: list[Period] = []
+    for record in history:
+        data = record.get("additional_data") or {}
+        name, at = data.get("rule"), data.get("at")
+        if not isinstance(name, str) or not isinstance(at, int | float):
+            continue
+        bot = data.get("bot")
+        label = f"{name} [{bot}]" if isinstance(bot, str) and bot else name
+        named = data.get("metric")
+        metric = named if isinstance(named, str) else ""
+        if record.get("event_type") == "alert_fired" and label not in open_since:
+            since = data.get("active_since")
+            fired = float(since) if isinstance(since, int | float) else float(at)
+            pending = data.get("pending_seconds")
+            if isinstance(pending, int | float) and pending > 0:
+                out.append(Period(label, "pending", fired - float(pending), fired, metric))
+            open_since[label] = (fired, metric)
+        elif record.get("event_type") == "alert_resolved" and label in open_since:
+            fired, metric = open_since.pop(label)
+            out.append(Period(label, "firing", fired, float(at), metric))
+    out.extend(Period(label, "firing", fired, now, m) for label, (fired, m) in open_since.items())
+    return sorted(out, key=lambda p: (p.start, p.rule))
+
+
 # ------------------------------------------------------------------ every panel at once
 
 

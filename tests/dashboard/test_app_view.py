@@ -1,14 +1,11 @@
-"""View state of the dashboard (dashboard/app.py): filters to time windows.
-
-Importing the module does not run the page (``main()`` runs only as ``__main__``).
-"""
+"""View state of the dashboard (dashboard/viewstate.py): filters to time windows."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dashboard.app import Filters, first_day_start, make_filters, parse_utc
+from dashboard.viewstate import Filters, first_day_start, make_filters, parse_utc
 
 NOW = datetime(2026, 11, 26, 12, 30, 20, tzinfo=UTC).timestamp()
 END = datetime(2026, 11, 26, 12, 31, tzinfo=UTC).timestamp()  # end of the current minute
@@ -37,7 +34,7 @@ def test_a_custom_range_is_fixed_and_an_open_end_means_now() -> None:
 
 def test_an_unusable_custom_range_falls_back_to_the_default_with_a_warning() -> None:
     for start, end in (("garbage", ""), ("2026-11-26 10:00", "2026-11-26 09:00"), ("", "")):
-        filters, warning = make_filters("", "custom", start, end, "All symbols", [])
+        filters, warning = make_filters("", "custom", start, end, None, [])
         assert warning is not None
         assert filters.range_key == "1h"
         assert filters.symbol is None
