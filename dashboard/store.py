@@ -157,7 +157,7 @@ class TrailStore:
             Path(cache_dir) if cache_dir is not None else default_cache_dir(os.environ), self._key
         )
         self._minute_days = max(1, minute_days)
-        self._tail_lines = tail_lines if tail_lines is not None else max(recent_limit, 10_000)
+        self._tail_lines = tail_lines if tail_lines is not None else recent_limit
         self._capped_limit = capped_limit
         self._signal_limit = signal_limit
         self._agg = Aggregates(
@@ -292,8 +292,9 @@ class TrailStore:
     def _load_tail(self, trail: _Trail, loaded: list[DayIndex], want: int) -> None:
         """The newest ``want`` records of the indexed days go through the per-record view
         too (recent table, traces, exact window edges), without being counted again."""
-        found: list[tuple[float, DayIndex, bytes]] = []
+        found: list[tuple[float, DayIndex, Record, bytes]] = []
         covered_all = True
+        max_year = time.gmtime().tm_year + 1
         for index in reversed(loaded):
             if want <= 0:
                 covered_all = False
@@ -307,12 +308,12 @@ class TrailStore:
                 covered_all = False
             want -= len(lines)
             for line in reversed(lines):
-                parsed = parse_line(line)
-                if isinstance(parsed, str):
-                    continue
-                ts = chain.timestamp_seconds(parsed["timestamp"])
+                record = parse_line(line, max_year)
+                if isinstance(record, str):
+                    continue  # counted as malformed when the day was indexed
+                ts = chain.timestamp_seconds(record["timestamp"], max_year)
                 if ts is not None:
-                    found.append((ts, index, line))
+                    found.append((ts, index, record, line))
         if not found:
             if loaded:
                 with self._lock:
@@ -322,8 +323,7 @@ class TrailStore:
             return
         found.reverse()
         with self._lock:
-            for ts, index, line in found:
-                record = orjson.loads(line)
+            for ts, index, record, line in found:
                 self._agg.note(ts, index.key_of(record), record.get("trace_id"), line)
             if not covered_all:
                 self._agg.exact_floor = max(self._agg.exact_floor, found[0][0])
