@@ -104,9 +104,9 @@ class RecordEncoder:
         # redact. Otherwise walk the record; a `{` inside a string only costs the walk.
         if objects and not (known and rest.count(b"{") == objects + 1):
             rest = self._redact_keys(rest)
-        for value in self._redact_values:
-            if value in rest:
-                rest = rest.replace(value, REDACTED.encode())
+        for secret in self._redact_values:
+            if secret in rest:
+                rest = rest.replace(secret, REDACTED.encode())
                 self._stats.redactions += 1
         return rest[1:-1]
 

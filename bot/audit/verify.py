@@ -186,15 +186,15 @@ def _scan_task(task: _Task) -> _TaskResult:
     end = data.rfind(b"\n") + 1
     if end < len(data):
         result.torn = data[end:]
-    result.lines = data.count(b"\n", 0, end)
-    if not result.lines:
+    if not end:
         return result
     sealed = chain.parse_seal(data[: data.find(b"\n")])
     if sealed is None:
-        result.bad = 0
+        result.lines, result.bad = data.count(b"\n", 0, end), 0
         return result
     seq, prev, _ = sealed
     result.first = (seq, prev)
+    first_seq = seq
     if native.lib is not None:
         bad, seq, prev = native.lib.scan(
             data,
@@ -211,6 +211,8 @@ def _scan_task(task: _Task) -> _TaskResult:
         bad, seq, prev = _scan_lines(lines, seq, prev, task.key, task.day_prefix, result.notes)
     result.bad = bad
     result.last = (seq - 1, prev)
+    # every complete line advanced seq by one, unless one was bad (then count them)
+    result.lines = seq - first_seq if bad is None else data.count(b"\n", 0, end)
     return result
 
 
