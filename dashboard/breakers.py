@@ -11,7 +11,8 @@ one (an operator or another rule may have acted since).
 A bot that cannot be reached when its rule fires is an alert of its own: an
 ``alert_fired`` record for rule ``bot-unreachable`` (naming the rule and the
 action that could not be delivered) and a notification. The act is retried
-on every later tick until the bot answers or the rule resolves.
+on every later tick until the bot answers or the rule resolves; either ends
+that alert with an ``alert_resolved`` record and a notification.
 """
 
 from __future__ import annotations
@@ -49,40 +50,51 @@ class CircuitBreaker:
         self._clock = clock
         # (rule, bot) -> (command, directory, reason) not yet delivered
         self._pending: dict[tuple[str, str], tuple[str, Path, str]] = {}
+        self._unreachable: set[tuple[str, str]] = set()  # (rule, bot) with an open alert
 
     def act(self, t: Transition, bot: str, directory: Path | None) -> None:
         """Send the rule's act for this notification, if it has one. Never raises."""
         rule = t.rule
         if rule.action is None or directory is None:
             return
+        key = (rule.name, bot)
         if t.notification is Notification.FIRED:
             command = rule.action
         elif t.notification is Notification.RESOLVED and rule.resume_on_resolve:
             command = "resume"
         elif t.notification is Notification.RESOLVED:
-            self._pending.pop((rule.name, bot), None)  # nothing left to deliver
+            if self._pending.pop(key, None) is not None:  # nothing left to deliver
+                self._unreachable_ends(key, "the rule resolved before the bot could be reached")
             return
         else:
             return
-        reason = f"alert {rule.name}: {t.text()}"
-        self._pending[(rule.name, bot)] = (command, directory, reason)
-        self._deliver(rule.name, bot, first=True)
+        self._pending[key] = (command, directory, f"alert {rule.name}: {t.text()}")
+        self._deliver(key)
 
     def retry(self, bot: str) -> None:
         """Deliver what an unreachable bot has not received yet."""
-        for rule, pending_bot in list(self._pending):
-            if pending_bot == bot:
-                self._deliver(rule, bot, first=False)
+        for key in list(self._pending):
+            if key[1] == bot:
+                self._deliver(key)
 
-    def _deliver(self, rule: str, bot: str, *, first: bool) -> None:
-        command, directory, reason = self._pending[(rule, bot)]
+    def _deliver(self, key: tuple[str, str]) -> None:
+        (rule, bot), (command, directory, reason) = key, self._pending[key]
         try:
             reply = self._request(directory, command, source="alert", rule=rule, reason=reason)
         except protocol.ControlError as exc:
-            if first:
-                self._unreachable(rule, bot, command, str(exc))
+            if key not in self._unreachable:
+                self._unreachable.add(key)
+                self._record(
+                    AuditEventType.ALERT_FIRED,
+                    key,
+                    f"FIRING {UNREACHABLE_RULE} [{bot}]: could not {command} "
+                    f"for rule {rule}: {exc}",
+                    action=command,
+                    error=str(exc),
+                )
             return
-        del self._pending[(rule, bot)]
+        del self._pending[key]
+        self._unreachable_ends(key, f"{command} delivered")
         if not reply.get("ok"):
             log.error("bot %s refused %s from rule %s: %s", bot, command, rule, reply.get("error"))
             return
@@ -95,21 +107,32 @@ class CircuitBreaker:
             reply.get("state"),
         )
 
-    def _unreachable(self, rule: str, bot: str, command: str, error: str) -> None:
-        text = f"FIRING {UNREACHABLE_RULE} [{bot}]: could not {command} for rule {rule}: {error}"
+    def _unreachable_ends(self, key: tuple[str, str], how: str) -> None:
+        if key in self._unreachable:
+            self._unreachable.discard(key)
+            rule, bot = key
+            self._record(
+                AuditEventType.ALERT_RESOLVED,
+                key,
+                f"RESOLVED {UNREACHABLE_RULE} [{bot}] for rule {rule}: {how}",
+            )
+
+    def _record(self, kind: AuditEventType, key: tuple[str, str], text: str, **fields: str) -> None:
+        """One alert record of the ``bot-unreachable`` alert, and its notification."""
+        rule, bot = key
+        fired = kind is AuditEventType.ALERT_FIRED
         self._logger.log_event(
-            AuditEventType.ALERT_FIRED,
+            kind,
             "circuit_breaker",
             additional_data={
                 "rule": UNREACHABLE_RULE,
                 "bot": bot,
                 "about_rule": rule,
-                "action": command,
-                "notification": Notification.FIRED.value,
-                "state": "firing",
-                "error": error,
+                "notification": (Notification.FIRED if fired else Notification.RESOLVED).value,
+                "state": "firing" if fired else "normal",
                 "at": self._clock(),
                 "text": text,
+                **fields,
             },
         )
         try:

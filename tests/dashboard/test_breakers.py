@@ -133,6 +133,23 @@ def test_an_unreachable_bot_is_an_alert_and_the_act_is_retried(
     finally:
         bot.server.close()
     assert [m["command"] for m in bot.asked] == ["halt"]
+    records = alert_records(alerts_log)
+    assert [r["event_type"] for r in records] == ["alert_fired", "alert_resolved"]
+    assert records[-1]["additional_data"]["rule"] == UNREACHABLE_RULE
+    assert "halt delivered" in notified[-1]
+
+
+def test_the_unreachable_alert_ends_when_its_rule_resolves_undelivered(
+    tmp_path: Path, alerts_log: AuditLogger
+) -> None:
+    notified: list[str] = []
+    breaker = CircuitBreaker(alerts_log, notify=notified.append)
+    plain = Rule(name="x", metric="capping_rate", fire_above=0.5, clear_below=0.2, action="reduce")
+    breaker.act(transition(plain, Notification.FIRED), "bot", tmp_path)
+    breaker.act(transition(plain, Notification.RESOLVED), "bot", tmp_path)
+    breaker.retry("bot")  # nothing pending any more
+    assert [r["event_type"] for r in alert_records(alerts_log)] == ["alert_fired", "alert_resolved"]
+    assert "resolved before the bot could be reached" in notified[-1]
 
 
 @pytest.mark.parametrize(
