@@ -58,12 +58,18 @@ class Source(StrEnum):
 class OrderKind(StrEnum):
     ENTRY = "entry"  # opens or adds to a position
     EXIT_ORDER = "exit_order"  # take-profit / stop-loss with closePosition
-    CLOSE = "close"  # reduce-only market order
+    CLOSE = "close"  # reduce-only market (or limit IOC) order
+
+
+_CONDITIONAL = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.STOP_MARKET})
 
 
 def kind_of(request: OrderRequest) -> OrderKind:
-    if request.order_type is not OrderType.MARKET:
-        return OrderKind.EXIT_ORDER if request.close_position else OrderKind.ENTRY
+    """What an order can do: a reduce-only MARKET or LIMIT only closes; a TP/SL that
+    closes is an exit order; anything else may open a position."""
+    if request.order_type in _CONDITIONAL:
+        closes = request.close_position or request.reduce_only
+        return OrderKind.EXIT_ORDER if closes else OrderKind.ENTRY
     return OrderKind.CLOSE if request.reduce_only else OrderKind.ENTRY
 
 

@@ -55,8 +55,23 @@ STOP_ORDER = OrderRequest(
 )
 
 
+LIMIT_CLOSE = OrderRequest(
+    "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, "t-xl", quantity=1.0, price=1.0, reduce_only=True
+)
+LIMIT_ENTRY = OrderRequest(
+    "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, "t-e", quantity=1.0, price=1.0
+)
+
+
 @pytest.mark.parametrize(
-    ("request_", "kind"), [(ENTRY_ORDER, ENTRY), (CLOSE_ORDER, CLOSE), (STOP_ORDER, EXIT_ORDER)]
+    ("request_", "kind"),
+    [
+        (ENTRY_ORDER, ENTRY),
+        (CLOSE_ORDER, CLOSE),
+        (STOP_ORDER, EXIT_ORDER),
+        (LIMIT_CLOSE, CLOSE),  # the protective close's IOC fallback still closes when halted
+        (LIMIT_ENTRY, ENTRY),
+    ],
 )
 def test_an_order_request_is_classified_by_what_it_can_do(
     request_: OrderRequest, kind: OrderKind
