@@ -239,9 +239,11 @@ class TrailStore:
     def _refresh(self, history_budget: int | None) -> int:
         with self._ingest_lock:
             count = 0
+            opened = []
             for name, directory in discover(self.audit_dir).items():
                 if name not in self._trails:
                     count += self._open_trail(name, directory)
+                    opened.append(self._trails[name])
             collecting = gc.isenabled()
             gc.disable()  # a batch allocates many containers: collect after publishing
             try:
@@ -250,6 +252,8 @@ class TrailStore:
             finally:
                 if collecting:
                     gc.enable()
+            for trail in opened:  # what a first start read is kept at once
+                self._keep_trail(trail, force=False)
             if history_budget != 0 and self._history.busy:
                 count += self._take_history(self._history.advance(wait=history_budget is None))
             return count
@@ -283,6 +287,7 @@ class TrailStore:
             for index in plan.loaded:
                 self._agg.put_day(index)
                 count += index.records
+                trail.kept[index.day] = index.records  # as the cache holds it
         trail.reverified.update(plan.changed)
         self._history.add(plan.pending)
         self._load_tail(trail, [index for index in plan.loaded if index.offset], tail)
@@ -414,23 +419,26 @@ class TrailStore:
         """Write the indexes of days read through the live path to the cache."""
         self._last_keep = time.monotonic()
         for trail in self._trails.values():
-            for path in chain.trail_files(trail.directory):
-                day = chain.day_of_file(path)
-                assert day is not None
-                with self._lock:
-                    index = self._agg.days.get((trail.name, day))
-                    if index is None or index.signals is None:
-                        continue  # not read here (loaded from the cache as it was)
-                    if not force and trail.kept.get(day) == index.records:
-                        continue
-                    if path.name.endswith(".gz") or index.offset == 0:
-                        continue
-                    try:
-                        fingerprint = Fingerprint.of(path)
-                    except FileNotFoundError:
-                        continue
-                    self._cache.keep(path, index, fingerprint)
-                    trail.kept[day] = index.records
+            self._keep_trail(trail, force=force)
+
+    def _keep_trail(self, trail: _Trail, *, force: bool) -> None:
+        for path in chain.trail_files(trail.directory):
+            day = chain.day_of_file(path)
+            assert day is not None
+            with self._lock:
+                index = self._agg.days.get((trail.name, day))
+                if index is None or index.signals is None:
+                    continue  # not read here (loaded from the cache as it was)
+                if not force and trail.kept.get(day) == index.records:
+                    continue
+                if path.name.endswith(".gz") or index.offset == 0:
+                    continue
+                try:
+                    fingerprint = Fingerprint.of(path)
+                except FileNotFoundError:
+                    continue
+                self._cache.keep(path, index, fingerprint)
+                trail.kept[day] = index.records
 
     def _bump(self) -> None:
         with self._lock:
