@@ -44,7 +44,7 @@ from bot.control.state import TradingControl
 from bot.engine import TradingEngine
 from bot.errors import ConfigError, ExchangeError
 from bot.exchange.base import Exchange
-from bot.exchange.paper import PaperExchange
+from bot.exchange.paper import PaperExchange, VenueFaults
 from bot.execution import OrderExecutionManager, RetryPolicy
 from bot.market.base import MarketFeed
 from bot.market.replay import ReplayMarket
@@ -78,6 +78,7 @@ def build_venue(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -
             fee_rate=settings.paper.fee_rate,
             slippage_bps=settings.paper.slippage_bps,
             clock=clock.time,
+            faults=VenueFaults(settings.paper.venue_faults, seed=settings.seed),
         )
         exchange, sinks = paper, [paper.on_market_candle]
     else:

@@ -136,6 +136,7 @@ KEYS: tuple[Key, ...] = (
     Key("paper.initial_balance", float, 10_000.0, "number > 0", lambda v: v > 0),
     Key("paper.fee_rate", float, 0.0004, "number 0..0.01 (0.0004 = 0.04%)", _between(0, 0.01)),
     Key("paper.slippage_bps", float, 2.0, "number 0..500", _between(0, 500)),
+    Key("paper.venue_faults", float, 0.0, "number 0..0.5 (share of orders)", _between(0, 0.5)),
     Key(
         "sim.volatility", float, 0.0015, "number > 0 and <= 0.05 (per 1m candle)", _above_zero(0.05)
     ),
@@ -260,6 +261,7 @@ class PaperSection:
     initial_balance: float
     fee_rate: float
     slippage_bps: float
+    venue_faults: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +411,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-seconds", dest="heartbeat_seconds", help="heartbeat period")
     p.add_argument("--leverage", dest="risk.leverage", help="leverage per symbol")
     p.add_argument("--risk-percent", dest="risk.risk_percent", help="%% of balance risked")
+    p.add_argument(
+        "--venue-faults",
+        dest="paper.venue_faults",
+        help="paper: share of orders the venue refuses or fails (demo weather; default 0)",
+    )
     p.add_argument(
         "--max-position-percent", dest="risk.max_position_percent", help="margin cap, %%"
     )

@@ -16,6 +16,13 @@ bot can tell the difference:
   -4164 notional too small, -2021 would immediately trigger, -2022
   reduce-only rejected, -4116 duplicate client order id, ...).
 
+With ``faults=VenueFaults(rate, seed)`` (off by default; ``--venue-faults RATE`` in
+paper mode) it also has weather, so a demo shows what the venue does to a real bot:
+a share ``rate`` of order requests is refused or fails before anything happens —
+entries with -2019 margin insufficient or -4164 notional too small (recorded, not
+retried), any order with a temporary error or a 429 rate limit (retried by
+execution). The draws are seeded: the same seed gives the same weather.
+
 Order updates are queued and delivered on the next market-data tick
 (:meth:`on_market_candle`), as the venue's user-data stream would deliver
 them after the REST answer.
@@ -24,6 +31,7 @@ them after the REST answer.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import threading
 import time
@@ -31,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from bot.errors import TemporaryExchangeError, VenueRejectedError
+from bot.errors import RateLimitError, TemporaryExchangeError, VenueRejectedError
 from bot.exchange.base import OrderUpdateHandler
 from bot.models import (
     AccountModes,
@@ -92,6 +100,45 @@ class _State:
     conditionals: dict[str, _Conditional] = field(default_factory=dict)  # open, by cid
 
 
+@dataclass(frozen=True)
+class VenueFaults:
+    """Demo weather: the share ``rate`` (0..1) of order requests that fail, seeded."""
+
+    rate: float
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rate <= 1:
+            raise ValueError(f"venue fault rate must be within 0..1, not {self.rate}")
+
+
+class _Weather:
+    """Draws the faults of VenueFaults; raises the venue's error for an unlucky request."""
+
+    ENTRY = ("margin", "notional", "temporary", "rate_limit")
+    OTHER = ("temporary", "rate_limit")  # exits and stops are retried, never refused
+
+    def __init__(self, faults: VenueFaults) -> None:
+        self._rate = faults.rate
+        self._rng = random.Random(faults.seed)
+        self._lock = threading.Lock()
+
+    def check(self, *, entry: bool) -> None:
+        with self._lock:
+            if self._rng.random() >= self._rate:
+                return
+            kind = self._rng.choice(self.ENTRY if entry else self.OTHER)
+        if kind == "margin":
+            raise VenueRejectedError(-2019, "Margin is insufficient.")
+        if kind == "notional":
+            raise VenueRejectedError(
+                -4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."
+            )
+        if kind == "rate_limit":
+            raise RateLimitError("paper venue weather: too many requests", retry_after=0.2)
+        raise TemporaryExchangeError("paper venue weather: service unavailable, not processed")
+
+
 class PaperExchange:
     """Simulated venue implementing :class:`bot.exchange.base.Exchange`."""
 
@@ -106,7 +153,9 @@ class PaperExchange:
         filters: Mapping[str, SymbolFilters] = DEFAULT_FILTERS,
         asset: str = "USDT",
         clock: Callable[[], float] = time.time,
+        faults: VenueFaults | None = None,
     ) -> None:
+        self._weather = _Weather(faults) if faults is not None and faults.rate > 0 else None
         self._fee_rate = fee_rate
         self._slippage = slippage_bps / 10_000
         self._filters = dict(filters)
@@ -250,6 +299,8 @@ class PaperExchange:
     ) -> OrderResult:
         filters = self.symbol_filters(symbol)
         self._check_client_id(client_order_id)
+        if self._weather is not None:
+            self._weather.check(entry=not reduce_only)
         if quantity <= 0:
             raise VenueRejectedError(-4003, "Quantity less than or equal to zero.")
         if filters.floor_quantity(quantity) != quantity:
@@ -305,6 +356,8 @@ class PaperExchange:
     ) -> OrderResult:
         filters = self.symbol_filters(symbol)
         self._check_client_id(client_order_id)
+        if self._weather is not None:
+            self._weather.check(entry=False)
         if order_type not in (OrderType.TAKE_PROFIT_MARKET, OrderType.STOP_MARKET):
             raise VenueRejectedError(-1116, "Invalid orderType.")
         if stop_price <= 0 or filters.round_price(stop_price) != stop_price:
