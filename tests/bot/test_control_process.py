@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,12 +64,11 @@ def test_halt_refuses_signals_resume_trades_again(
     bot = run_bot(*FAST)
     wait_until(lambda: listening(bot), 60, "the bot's control socket")
 
-    started = time.monotonic()
-    halted = control(bot.audit_dir, "halt", "--reason", "maintenance window")
-    acked = time.monotonic() - started
+    halted = control(bot.audit_dir, "halt", "--reason", "maintenance window", "--json")
     assert halted.returncode == 0, halted.stderr
-    assert "state: halted" in halted.stdout
-    assert acked < 5 + 3  # SPEC: within 5 s (plus interpreter start on a loaded machine)
+    reply = json.loads(halted.stdout)
+    assert reply["state"] == "halted"
+    assert reply["acked_after"] < 5  # SPEC §11: acknowledged and recorded within 5 s
     change = records_of(bot, "trading_state_changed")[-1]
     assert change["additional_data"] == {
         "from": "active",
