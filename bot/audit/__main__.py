@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify_s3(args)
         directory = _directory(args.dir)
         code: int = args.run(args, directory)
+        if args.command == "verify" and args.archive:
+            code = max(code, _against_archive(args, directory))
         return code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -90,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_verify)
     verify.epilog = "DIR may be s3://BUCKET/PREFIX: verify an archived trail (see archive)."
+    verify.add_argument(
+        "--archive",
+        metavar="s3://BUCKET/PREFIX",
+        help="also compare each closed day with its archived digest (names edited days)",
+    )
 
     tail = commands.add_parser(
         "tail",
@@ -372,6 +379,23 @@ def _archive(args: argparse.Namespace, directory: Path) -> int:
         f"archived {result.count('archived')} day(s), skipped {result.count('skipped')} "
         f"already archived, {len(tampered)} tampered; {result.bytes_sent / 1e6:,.1f} MB in "
         f"{result.seconds:.1f}s to {args.to} ({mode})"
+    )
+    for outcome in tampered:
+        print(f"TAMPERED: {outcome.bot} {outcome.date}: {outcome.detail}")
+    return EXIT_NOT_INTACT if tampered else EXIT_OK
+
+
+def _against_archive(args: argparse.Namespace, directory: Path) -> int:
+    try:
+        archive.Location.parse(args.archive)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    outcomes = archive.compare(directory, args.archive)
+    tampered = [o for o in outcomes if o.status == "tampered"]
+    missing = [o for o in outcomes if o.status == "missing"]
+    print(
+        f"archive {args.archive}: {len(outcomes) - len(tampered) - len(missing)} closed day(s) "
+        f"equal to their archived digest, {len(missing)} not archived, {len(tampered)} tampered"
     )
     for outcome in tampered:
         print(f"TAMPERED: {outcome.bot} {outcome.date}: {outcome.detail}")

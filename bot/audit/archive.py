@@ -302,16 +302,11 @@ def _archive_day(
     lock_days: int | None,
     progress: Progress,
 ) -> DayOutcome:
-    local = day_digest(path)
-    day = local["date"]
-    digest_key = where.prefix + digest_name(day)
-    archived_raw = _get(client, where.bucket, digest_key)
-    if archived_raw is not None:
+    local, known = _check_day(client, bot, path, where)
+    if known is not None:
         progress.advance(_size(path))
-        differences = _differences(_load_digest(archived_raw), local)
-        if differences:
-            return DayOutcome(bot, day, "tampered", _tamper_text(path, differences))
-        return DayOutcome(bot, day, "skipped", "already archived, digest equal")
+        return known
+    day, digest_key = local["date"], where.prefix + digest_name(local["date"])
     lock = _lock_args(lock_days)
     key = where.prefix + path.name
     if _exists(client, where.bucket, key):  # a run stopped between file and digest
@@ -337,6 +332,39 @@ def _archive_day(
         **lock,
     )
     return DayOutcome(bot, day, "archived", path.name)
+
+
+def _check_day(
+    client: Any, bot: str, path: Path, where: Location
+) -> tuple[dict[str, Any], DayOutcome | None]:
+    """(the local digest, the day's outcome when it is archived already: skipped or tampered)."""
+    local = day_digest(path)
+    day = local["date"]
+    archived = _get(client, where.bucket, where.prefix + digest_name(day))
+    if archived is None:
+        return local, None
+    differences = _differences(_load_digest(archived), local)
+    if differences:
+        return local, DayOutcome(bot, day, "tampered", _tamper_text(path, differences))
+    return local, DayOutcome(bot, day, "skipped", "already archived, digest equal")
+
+
+def compare(
+    directory: str | os.PathLike[str], url: str, *, client: Any = None, now_ns: int | None = None
+) -> list[DayOutcome]:
+    """Each closed local day against its archived digest, uploading nothing: outcomes
+    ``skipped`` (equal), ``tampered`` or ``missing`` (not archived yet). This catches a
+    local trail rewritten and re-chained after archiving, which the chain alone cannot."""
+    root = Path(directory)
+    location = Location.parse(url)
+    client = client if client is not None else s3_client()
+    outcomes = []
+    with store_errors(location):
+        for bot, (folder, where) in trail_locations(root, location).items():
+            for path in closed_day_files(folder, now_ns):
+                local, known = _check_day(client, bot, path, where)
+                outcomes.append(known or DayOutcome(bot, local["date"], "missing", "not archived"))
+    return outcomes
 
 
 def _transfer_config() -> Any:

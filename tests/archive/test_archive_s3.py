@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bot.audit import archive as archive_module
+from bot.audit import chain
 from bot.audit.digest import day_digest
 from tests.archive.conftest import ROOT, RunAudit, Seaweed, make_trail, run_cli
 
@@ -268,3 +269,50 @@ def test_day_files_sent_in_parts_are_locked_too(
         retention = client.get_object_retention(Bucket=bucket, Key=f"mp/{path.name}")
         assert retention["Retention"]["Mode"] == "COMPLIANCE"
     assert run_audit("verify", f"s3://{bucket}/mp", env=seaweed.env).returncode == 0
+
+
+def _rechain(directory: Path) -> None:
+    """What someone with write access and no HMAC key can do: rewrite every hash after an
+    edit, and the head anchor too, so the chain alone verifies again."""
+    sealer, prev = chain.Sealer(None), chain.GENESIS_HASH.encode()
+    hashes: dict[int, bytes] = {}
+    for path in chain.trail_files(directory):
+        out = []
+        for line in path.read_bytes().splitlines():
+            seal = chain.parse_seal(line)
+            assert seal is not None
+            head = line[: line.rindex(chain.PREV_KEY)] + chain.PREV_KEY + prev
+            prev = hashes[seal[0]] = sealer.digest(head + chain.LINE_END)
+            out.append(head + chain.HASH_SEP + prev + chain.LINE_END + b"\n")
+        path.write_bytes(b"".join(out))
+    anchor = chain.read_anchor(directory)
+    assert anchor is not None
+    anchor["hash"] = hashes[int(anchor["seq"])].decode()  # type: ignore[call-overload]
+    anchor["mac"] = sealer.digest(chain.anchor_message(anchor)).decode()
+    (directory / chain.ANCHOR_FILE).write_text(json.dumps(anchor))
+
+
+def test_verify_against_the_archive_names_a_day_rewritten_and_rechained(
+    tmp_path: Path, seaweed: Seaweed, run_audit: RunAudit
+) -> None:
+    audit = tmp_path / "audit"
+    files = make_trail(audit, days=3)
+    bucket = seaweed.bucket()
+    target = ("--to", f"s3://{bucket}/p", "--retain-days", "1")
+    assert run_audit("archive", str(audit), *target, env=seaweed.env).returncode == 0
+    against = ("--archive", f"s3://{bucket}/p")
+    clean = run_audit("verify", str(audit), *against, env=seaweed.env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "3 closed day(s) equal to their archived digest, 0 not archived, 0 tampered" in (
+        clean.stdout
+    )
+
+    edited = files[1]
+    edited.write_bytes(edited.read_bytes().replace(b'"i":7}', b'"i":8}', 1))
+    _rechain(audit)
+    alone = run_audit("verify", str(audit), env=seaweed.env)
+    assert alone.returncode == 0 and "INTACT" in alone.stdout  # the chain cannot tell
+    checked = run_audit("verify", str(audit), *against, env=seaweed.env)
+    assert checked.returncode == 1
+    day = edited.name[6:14]
+    assert f"TAMPERED: bot {day}: local {edited.name} no longer matches" in checked.stdout
