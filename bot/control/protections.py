@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.execution import CLOSE_INSIDE_BAND, PROTECTIVE_CLOSE, STOP_ROLES, TAKE_PROFIT
 from bot.risk import RiskRejection
 
 ORDERS_PER_ENTRY = 3  # entry, take-profit, stop-loss
-EXIT_ROLES = frozenset({"tp", "sl", "x"})
-STOP_LOSS_ROLE = "sl"
+EXIT_ROLES = STOP_ROLES | {TAKE_PROFIT, PROTECTIVE_CLOSE, CLOSE_INSIDE_BAND}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ class Protections:
             return []
         tripped: list[Trigger] = []
         guard = self.settings.stoploss_guard
-        if guard is not None and role == STOP_LOSS_ROLE:
+        if guard is not None and role in STOP_ROLES:
             recent = self._stop_losses[symbol]
             recent.append(at)
             while recent and recent[0] <= at - guard.window:

@@ -100,7 +100,8 @@ GUARD = ProtectionSettings(stoploss_guard=StoplossGuard(count=2, window=3600.0, 
     [
         ([("sl", 0.0)], False),
         ([("sl", 0.0), ("sl", 600.0)], True),
-        ([("sl", 0.0), ("tp", 600.0)], False),  # only stop-loss exits count
+        ([("sl", 0.0), ("tp", 600.0)], False),  # only stop-loss exits count ...
+        ([("sl", 0.0), ("rs", 600.0)], True),  # ... a stop-loss placed again included
         ([("sl", 0.0), ("sl", 3600.0)], False),  # the first fell out of the window
     ],
 )
@@ -121,7 +122,10 @@ def test_the_stoploss_guard_locks_a_symbol_after_count_stop_losses_in_the_window
         assert p.symbol_lock("BTCUSDT", last + 7200.0) is None
 
 
-@pytest.mark.parametrize(("role", "locks"), [("tp", True), ("sl", True), ("x", True), ("e", False)])
+@pytest.mark.parametrize(
+    ("role", "locks"),
+    [("tp", True), ("sl", True), ("rs", True), ("x", True), ("xl", True), ("e", False)],
+)
 def test_a_cooldown_follows_every_exit_but_not_an_entry(role: str, locks: bool) -> None:
     p = Protections(ProtectionSettings(cooldown=300.0))
     tripped = p.on_fill("BTCUSDT", role, 5.0, 0.1, NOON)
