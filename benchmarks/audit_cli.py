@@ -1,6 +1,6 @@
 """`verify` and `summary` on a large trail, and `summary` against a pandas full load.
 
-    .venv/bin/python -m benchmarks.audit_cli [--records 1000000] [--dir DIR]
+    .venv/bin/python -m benchmarks.audit_cli [--records 1000000] [--dir DIR] [--verify-only]
 
 Writes the trail once with the real AuditLogger (kept in DIR for later runs), then
 times verify (1 and 2 worker processes with verify's C line scan when built, and 2 with
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--dir", default="/tmp/audit-bench-1m")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--verify-only", action="store_true", help="time verify alone")
     args = parser.parse_args()
     directory = Path(args.dir)
     if not chain.trail_files(directory):
@@ -59,6 +60,8 @@ def main() -> None:
     report, elapsed = timed("verify, 2 workers, Python reference", lambda: verify_trail(directory))
     print(f"{'':44}{report.records / elapsed:10,.0f} lines/s")
     native.lib = built
+    if args.verify_only:
+        return
     result, fast = timed("summary (2 workers)", lambda: summarize(directory, workers=2))
     timed("summary (1 worker)", lambda: summarize(directory, workers=1))
     if args.skip_pandas:

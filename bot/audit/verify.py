@@ -36,6 +36,7 @@ GENESIS = chain.GENESIS_HASH.encode()
 _TAIL = chain.TAIL_LEN
 NOTE_TYPES = (b"audit_gap", b"audit_recovered")  # reported, not tampering (SPEC §8)
 _LOOKAHEAD = 10_000
+_ANCHOR_TAIL = 4 << 20  # bytes at a day file's end searched first for the anchor's record
 
 
 @dataclass
@@ -413,8 +414,7 @@ def _hash_of_seq(files: list[Path], seq: int, file_name: str) -> bytes | None:
     needle = b',"seq":%d,"prev":"' % seq
     candidates = [p for p in files if p.name.startswith(file_name)] or list(reversed(files))
     for path in candidates + [p for p in reversed(files) if p not in candidates]:
-        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as fh:
-            data = fh.read()
+        data = _tail_with(path, needle)
         at = data.rfind(needle)
         if at >= 0:
             end = data.find(b"\n", at)
@@ -424,6 +424,22 @@ def _hash_of_seq(files: list[Path], seq: int, file_name: str) -> bytes | None:
 
 
 # ----------------------------------------------------------------- helpers
+
+
+def _tail_with(path: Path, needle: bytes) -> bytes:
+    """The file's last bytes if they hold ``needle``, else all of it. The anchor trails the
+    end by at most one fsync interval, so its record is nearly always in the tail."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - _ANCHOR_TAIL))
+        data = fh.read()
+        if needle in data or size <= _ANCHOR_TAIL:
+            return data
+        fh.seek(0)
+        return fh.read()
 
 
 def _note(file: str, line_no: int, line: bytes) -> Note:
