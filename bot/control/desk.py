@@ -130,8 +130,8 @@ class ControlDesk:
         errors: list[str] = []
         for symbol in self.symbols:
             try:
-                position = self.execution.get_position(symbol)
-                open_orders = self.execution.open_orders(symbol)
+                position = self.execution.read_position(symbol)  # a look, not a decision:
+                open_orders = self.execution.open_orders(symbol)  # not recorded
             except ExchangeError as exc:
                 errors.append(f"{symbol}: {exc}")
                 continue
