@@ -46,7 +46,7 @@ class EntryGuard:
             by = last.operator or last.rule or last.source.value
             return RiskRejection(
                 refused,
-                f"bot is {self.control.state} since {by}: {last.reason}",
+                f"bot is {self.control.state}, set by {by}: {last.reason}",
                 "trading_state",
             )
         now = self._clock()
