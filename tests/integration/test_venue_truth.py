@@ -28,7 +28,7 @@ from bot.__main__ import Bot
 from bot.audit import AuditLogger, trace
 from bot.config import load_settings
 from bot.errors import ConfigError, TemporaryExchangeError
-from bot.exchange.binance import BinanceExchange, symbol_filters
+from bot.exchange.binance import BinanceExchange
 from bot.execution import OrderExecutionManager, RetryPolicy, TradeResult
 from bot.models import MarginType, OrderStatus, OrderUpdate, Signal, SignalType
 from bot.supervisor import ProtectionSupervisor
@@ -80,6 +80,12 @@ class Rig:
             for r in self.trail()
             if r["event_type"] == event_type and operation in (None, r["operation"])
         ]
+
+    def wait_for(self, event_type: str, operation: str) -> list[dict[str, Any]]:
+        """The records, once the supervisor's thread wrote them (the venue changes first)."""
+        return wait_until(
+            lambda: self.records(event_type, operation), 20, f"{event_type} {operation}"
+        )
 
     def supervisor(self, interval: float) -> ProtectionSupervisor:
         return ProtectionSupervisor(self.execution, self.audit, ["BTCUSDT"], interval=interval)
@@ -171,7 +177,7 @@ def test_stop_loss_rejected_at_trigger_is_repaired_at_once_from_the_event(
     # The stop's price is behind the market: placed again it would trigger at once (-2021).
     (refused,) = rig.records("order_rejected", "replace_sl_order")
     assert refused["error"]["error_code"] == -2021
-    (closed,) = rig.records("order_placed", "close_unprotected_position")
+    (closed,) = rig.wait_for("order_placed", "close_unprotected_position")
     assert closed["trace_id"] == TRACE and closed["order_data"]["reduce_only"] is True
     wait_until(lambda: algo_status(rig.fake, TP) == "CANCELED", 10, "the take-profit cancelled")
     assert accepted(rig.fake, ENTRY) == 1
@@ -192,7 +198,7 @@ def test_triggered_stop_that_expires_is_found_without_the_user_stream(
     (found,) = rig.records("position_query", "protection_check")
     assert found["additional_data"]["cause"] == "no_stop_loss_listed"
     assert found["trace_id"] == TRACE
-    assert rig.records("order_placed", "close_unprotected_position")
+    assert rig.wait_for("order_placed", "close_unprotected_position")
 
 
 def test_a_stop_loss_lost_at_the_venue_is_placed_again_at_its_price(
@@ -210,7 +216,7 @@ def test_a_stop_loss_lost_at_the_venue_is_placed_again_at_its_price(
     assert rig.fake.longest_unprotected("BTCUSDT") <= 0.5 + RETRY_CYCLE
     (found,) = rig.records("position_query", "protection_check")
     assert found["additional_data"]["action"] == "replace_stop_loss"
-    (placed,) = rig.records("order_placed", "replace_sl_order")
+    (placed,) = rig.wait_for("order_placed", "replace_sl_order")
     assert placed["trace_id"] == TRACE
 
 
@@ -222,7 +228,7 @@ def test_orphaned_orders_on_a_flat_symbol_are_cancelled(rig: Rig, supervising: A
     supervising(rig.supervisor(interval=0.5))
 
     wait_until(lambda: algo_status(rig.fake, SL) == "CANCELED", 20, "the orphan cancelled")
-    (cancelled,) = rig.records("order_cancelled", "cancel_order")
+    (cancelled,) = rig.wait_for("order_cancelled", "cancel_order")
     assert cancelled["additional_data"]["reason"] == "orphan_on_flat_symbol"
     assert cancelled["trace_id"] == TRACE
 
@@ -475,7 +481,7 @@ def test_an_inherited_position_is_reconciled_before_margin_and_leverage_are_set(
     assert fake.position_amount("BTCUSDT") == Decimal("0.01")
 
 
-# ------------------------------------------------------------- fills and filters
+# ------------------------------------------------------------- fills
 
 
 def test_a_fill_in_several_trades_reports_the_sums(rig: Rig) -> None:
@@ -498,26 +504,6 @@ def test_a_fill_in_several_trades_reports_the_sums(rig: Rig) -> None:
     assert filled[0].commission == pytest.approx(float(sum(t["commission"] for t in trades)))
     assert filled[0].realized_pnl != pytest.approx(float(trades[-1]["realized_pnl"]))
     assert filled[0].filled_quantity == pytest.approx(0.01)
-
-
-def test_market_quantities_follow_market_lot_size() -> None:
-    info = {
-        "symbol": "XUSDT",
-        "filters": [
-            {"filterType": "PRICE_FILTER", "tickSize": "0.1"},
-            {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
-            {
-                "filterType": "MARKET_LOT_SIZE",
-                "minQty": "0.01",
-                "maxQty": "100",
-                "stepSize": "0.01",
-            },
-            {"filterType": "MIN_NOTIONAL", "notional": "5"},
-        ],
-    }
-    parsed = symbol_filters(info)
-    assert (parsed.step_size, parsed.min_qty, parsed.max_qty) == (0.01, 0.01, 100.0)
-    assert parsed.floor_quantity(0.129) == 0.12
 
 
 # ------------------------------------------------------------- websocket routes
