@@ -466,8 +466,8 @@ def fetch(
         groups = _group_by_trail(location, objects)
         progress = Progress(sum(size for _, size, _ in objects.values()), out)
         fetched = []
-        for bot, (where, names) in groups.items():
-            target = scratch / (bot or "bot")
+        for number, (bot, (where, names)) in enumerate(groups.items()):
+            target = scratch / f"trail-{number}"  # bot names may be anything, even "bot" twice
             target.mkdir(parents=True)
             trail = FetchedTrail(bot or trails.DEFAULT_BOT, where, target)
             _fetch_trail(client, trail, names, objects, progress)
