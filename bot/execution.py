@@ -327,16 +327,17 @@ class OrderExecutionManager:
 
     def get_position(self, symbol: str) -> Position:
         position = self.read_position(symbol)
-        self._audit_position(position, "get_position")
+        self.audit_position(position, "get_position")
         return position
 
     def read_position(self, symbol: str) -> Position:
         """The position, retried like every read; not recorded (the supervisor polls it)."""
         return self._read("get_position", symbol, lambda: self.exchange.position(symbol))
 
-    def _audit_position(
+    def audit_position(
         self, position: Position, operation: str, found: dict[str, Any] | None = None
     ) -> None:
+        """The position as a ``position_query`` record; ``found``: what a check saw and did."""
         self._audit.log_event(
             AuditEventType.POSITION_QUERY,
             operation,
@@ -460,10 +461,10 @@ class OrderExecutionManager:
             "action": action,
         }
         if action == "none":
-            self._audit_position(position, "reconcile_startup", summary)
+            self.audit_position(position, "reconcile_startup", summary)
             return []
         with trace(trace_of_orders(ours) or new_trace_id()) as trace_id:
-            self._audit_position(position, "reconcile_startup", summary)
+            self.audit_position(position, "reconcile_startup", summary)
             if action == "adopt":
                 stop = next(
                     (o for o in ours if o.client_order_id.rpartition("-")[2] in STOP_ROLES), None

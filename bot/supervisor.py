@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.audit import AuditEventType, AuditLogger, new_trace_id, trace
+from bot.audit import AuditLogger, new_trace_id, trace
 from bot.errors import ExchangeError
 from bot.execution import (
     STOP_ROLES,
@@ -190,17 +190,10 @@ class ProtectionSupervisor:
     def _record(
         self, position: Position, orders: list[OrderResult], action: str, cause: str
     ) -> None:
-        self._audit.log_event(
-            AuditEventType.POSITION_QUERY,
+        self._execution.audit_position(
+            position,
             "protection_check",
-            symbol=position.symbol,
-            response={
-                "position_amount": position.amount,
-                "entry_price": position.entry_price,
-                "leverage": position.leverage,
-                "unrealized_pnl": position.unrealized_pnl,
-            },
-            additional_data={
+            {
                 "protected": False if position.is_open else None,
                 "action": action,
                 "cause": cause,
