@@ -14,6 +14,9 @@ The protection supervisor runs with a short interval; back-offs are shrunk.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +30,10 @@ import requests
 from bot.__main__ import Bot
 from bot.audit import AuditLogger, trace
 from bot.config import load_settings
-from bot.errors import ConfigError, TemporaryExchangeError
+from bot.errors import ConfigError, TemporaryExchangeError, VenueRejectedError
 from bot.exchange.binance import BinanceExchange
 from bot.execution import OrderExecutionManager, RetryPolicy, TradeResult
-from bot.models import MarginType, OrderStatus, OrderUpdate, Signal, SignalType
+from bot.models import MarginType, OrderSide, OrderStatus, OrderUpdate, Signal, SignalType
 from bot.supervisor import ProtectionSupervisor
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance, Fault
 from tests.integration.conftest import make_exchange, read_trail
@@ -413,6 +416,46 @@ def test_a_hedge_mode_account_is_refused_before_any_order(
             bot.start()
     finally:
         bot.close()
+    assert sent_anything(fake) == []
+
+
+def test_in_hedge_mode_the_venue_refuses_one_way_orders_and_a_one_way_read_sees_the_empty_leg(
+    rig: Rig,
+) -> None:
+    rig.fake.venue.dual_side = True
+    with pytest.raises(VenueRejectedError) as refused:
+        rig.exchange.place_market_order("BTCUSDT", OrderSide.BUY, 0.01, ENTRY)
+    assert refused.value.code == -4061
+    rig.fake.venue.new_order(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+         "positionSide": "LONG"}
+    )  # fmt: skip
+    assert rig.exchange.position("BTCUSDT").amount == 0  # the SHORT leg: why hedge is refused
+    assert rig.fake.position_amount("BTCUSDT") == Decimal("0.01")
+
+
+def test_the_bot_process_refuses_a_hedge_mode_account_with_exit_code_2(
+    fake: FakeBinance, tmp_path: Path
+) -> None:
+    fake.venue.dual_side = True
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+    env.update(
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        BINANCE_API_KEY=API_KEY,
+        BINANCE_API_SECRET=API_SECRET,
+        BINANCE_FUTURES_URL=fake.rest_url,
+        BINANCE_WS_URL=fake.ws_url,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--mode", "testnet", "--symbols", "BTCUSDT",
+         "--intervals", "1m", "--audit-dir", str(tmp_path / "audit")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "dualSidePosition" in done.stderr
+    stopped = read_trail(tmp_path / "audit")[-1]
+    assert stopped["event_type"] == "bot_stopped"
+    assert stopped["additional_data"]["exit_code"] == 2
     assert sent_anything(fake) == []
 
 
