@@ -125,9 +125,9 @@ class ProtectionSupervisor:
     def run(self, stop: threading.Event) -> None:
         """Check every symbol each interval (sooner when woken) until ``stop`` is set."""
         while not stop.is_set():
+            self._wake.clear()  # a wake during the round below starts the next one at once
             busy = self.check_all()
             self._wake.wait(_BUSY_RETRY if busy else self._interval)
-            self._wake.clear()
 
     def wake(self) -> None:
         """Check at once (also used to let :meth:`run` see its stop flag)."""
