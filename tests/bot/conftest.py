@@ -276,11 +276,14 @@ INTEGRITY = {"audit_checkpoint", "audit_recovered", "audit_gap"}
 
 
 class BotProcess:
-    def __init__(self, workdir: Path, *args: str) -> None:
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        """``python -m bot --audit-dir WORKDIR/audit ARGS``; ``env``: the whole environment
+        (default: this one without AUDIT_/BINANCE_ variables, with test keys)."""
         self.workdir = workdir
         self.audit_dir = workdir / "audit"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
-        env.update(PYTHONPATH=str(ROOT), BINANCE_API_KEY=API_KEY, BINANCE_API_SECRET=API_SECRET)
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "BINANCE_"))}
+            env.update(PYTHONPATH=str(ROOT), BINANCE_API_KEY=API_KEY, BINANCE_API_SECRET=API_SECRET)
         self.stdout = open(workdir / "stdout.log", "wb")  # noqa: SIM115 - closed in stop()
         self.stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -14,7 +14,7 @@ import pytest
 
 from tests.waiting import wait_until
 
-from .conftest import complete_records, fake_venue_env
+from .conftest import BotProcess, fake_venue_env
 
 
 @pytest.mark.slow
@@ -26,55 +26,46 @@ def test_flatten_on_the_venue_cancels_algo_orders_closes_positions_and_halts(
     symbols = ("BTCUSDT", "ETHUSDT")
     with FakeBinance() as fake:
         env = fake_venue_env(fake.rest_url, fake.ws_url)
-        audit_dir = tmp_path / "audit"
-        with open(tmp_path / "bot.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "--mode", "testnet", "--symbols", ",".join(symbols),
-                 "--intervals", "1m", "--audit-dir", str(audit_dir)],
-                cwd=tmp_path, env=env, stdout=log, stderr=log,
-            )  # fmt: skip
-            try:
-                wait_until(
-                    lambda: any(
-                        r["event_type"] == "trading_state_changed"
-                        for r in complete_records(audit_dir)
-                    ),
-                    60,
-                    "startup",
-                )
-                prices = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
+        bot = BotProcess(
+            tmp_path,
+            *("--mode", "testnet", "--symbols", ",".join(symbols), "--intervals", "1m"),
+            env=env,
+        )
+        try:
+            wait_until(
+                lambda: any(r["event_type"] == "trading_state_changed" for r in bot.records()),
+                60,
+                "startup",
+            )
+            prices = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
 
-                def both_open() -> bool:
-                    step = 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
-                    for symbol in symbols:
-                        if fake.position_amount(symbol) == 0:
-                            prices[symbol] *= step
-                            fake.close_kline(symbol, "1m", round(prices[symbol], 1))
-                    return all(fake.position_amount(s) != 0 for s in symbols)
-
-                wait_until(both_open, 120, "a position on each symbol")
-                wait_until(
-                    lambda: all(fake.open_stop_losses(s) for s in symbols), 30, "their stop-losses"
-                )
-
-                result = subprocess.run(
-                    [sys.executable, "-m", "bot", "control", "flatten", "--json",
-                     "--audit-dir", str(audit_dir)],
-                    env=env, capture_output=True, text=True, timeout=120,
-                )  # fmt: skip
-                assert result.returncode == 0, result.stderr
-                reply = json.loads(result.stdout)
-                assert reply["flat"] and reply["state"] == "halted"
-                assert reply["positions_closed"] == 2
+            def both_open() -> bool:
+                step = 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
                 for symbol in symbols:
-                    assert fake.position_amount(symbol) == 0
-                    assert [
-                        a for a in fake.algo_orders_for(symbol) if a["algoStatus"] == "NEW"
-                    ] == []
-                    assert [o for o in fake.orders_for(symbol) if o["status"] == "NEW"] == []
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=60) == 0
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=30)
+                    if fake.position_amount(symbol) == 0:
+                        prices[symbol] *= step
+                        fake.close_kline(symbol, "1m", round(prices[symbol], 1))
+                return all(fake.position_amount(s) != 0 for s in symbols)
+
+            wait_until(both_open, 120, "a position on each symbol")
+            wait_until(
+                lambda: all(fake.open_stop_losses(s) for s in symbols), 30, "their stop-losses"
+            )
+
+            result = subprocess.run(
+                [sys.executable, "-m", "bot", "control", "flatten", "--json",
+                 "--audit-dir", str(bot.audit_dir)],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            reply = json.loads(result.stdout)
+            assert reply["flat"] and reply["state"] == "halted"
+            assert reply["positions_closed"] == 2
+            for symbol in symbols:
+                assert fake.position_amount(symbol) == 0
+                assert [a for a in fake.algo_orders_for(symbol) if a["algoStatus"] == "NEW"] == []
+                assert [o for o in fake.orders_for(symbol) if o["status"] == "NEW"] == []
+            bot.proc.send_signal(signal.SIGTERM)
+            assert bot.wait(timeout=60) == 0
+        finally:
+            bot.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,6 @@ from .conftest import (
     NORMAL,
     REJECTED,
     BotProcess,
-    complete_records,
     events_by_trace,
     fake_venue_env,
     flow,
@@ -146,40 +143,29 @@ def test_testnet_mode_trades_against_a_fake_venue_without_leaking_keys(tmp_path:
     from tests.fakebinance.server import FakeBinance
 
     with FakeBinance() as fake:
-        env = fake_venue_env(fake.rest_url, fake.ws_url)
-        audit_dir = tmp_path / "audit"
-        with open(tmp_path / "stderr.log", "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "--mode", "testnet", "--symbols", "BTCUSDT",
-                 "--intervals", "1m", "--audit-dir", str(audit_dir)],
-                cwd=tmp_path, env=env, stderr=err, stdout=err,
-            )  # fmt: skip
-            try:
-                wait_until(
-                    lambda: any(
-                        r["event_type"] == "leverage_set" for r in complete_records(audit_dir)
-                    ),
-                    60,
-                    "startup",
-                )
-                price = 60_000.0
+        bot = BotProcess(
+            tmp_path,
+            *("--mode", "testnet", "--symbols", "BTCUSDT", "--intervals", "1m"),
+            env=fake_venue_env(fake.rest_url, fake.ws_url),
+        )
+        try:
+            wait_until(
+                lambda: any(r["event_type"] == "leverage_set" for r in bot.records()), 60, "startup"
+            )
+            price = 60_000.0
 
-                def traded() -> bool:
-                    nonlocal price
-                    price *= 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
-                    fake.close_kline("BTCUSDT", "1m", round(price, 1))
-                    return any(
-                        r["event_type"] == "trade_executed" for r in complete_records(audit_dir)
-                    )
+            def traded() -> bool:
+                nonlocal price
+                price *= 1.003 if int(time.monotonic() * 2) % 12 < 6 else 0.997
+                fake.close_kline("BTCUSDT", "1m", round(price, 1))
+                return any(r["event_type"] == "trade_executed" for r in bot.records())
 
-                wait_until(traded, 90, "a trade on the fake venue")
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=60) == 0
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=30)
-        records = complete_records(audit_dir)
+            wait_until(traded, 90, "a trade on the fake venue")
+            bot.proc.send_signal(signal.SIGTERM)
+            assert bot.wait(timeout=60) == 0
+        finally:
+            bot.stop()
+        records = bot.records()
         assert records[0]["additional_data"]["exchange"] == "binance-testnet"
         trade = next(r for r in records if r["event_type"] == "trade_executed")
         assert trade["trace_id"] in {cid.rsplit("-", 1)[0] for cid in fake.client_order_ids()}
