@@ -432,18 +432,24 @@ class AlertFleet:
         self._lock = threading.Lock()  # services: ticks add, scrapes read
 
     def discover(self) -> None:
+        """Start watching new bots, stop watching bots whose trail is gone. Stores start
+        and stop outside the lock: scrapes never wait for a store's first read."""
         found = trails.discover(self.audit_dir) or {trails.DEFAULT_BOT: self.audit_dir}
         with self._lock:
             gone = [bot for bot in self.services if bot not in found]
+            stopped = [self._stores.pop(bot) for bot in gone]
             for bot in gone:
                 del self.services[bot]
                 self._snapshots.pop(bot, None)
-                self._stores.pop(bot).stop()
-            for bot, directory in found.items():
-                if bot not in self.services:
-                    self._stores[bot] = TrailStore(directory)
-                    self.services[bot] = self._service(bot, directory, self._stores[bot])
-                    log.info("watching bot %s in %s", bot, directory)
+            new = {bot: path for bot, path in found.items() if bot not in self.services}
+        for store in stopped:
+            store.stop()
+        for bot, directory in new.items():
+            store = TrailStore(directory)
+            service = self._service(bot, directory, store)
+            with self._lock:
+                self._stores[bot], self.services[bot] = store, service
+            log.info("watching bot %s in %s", bot, directory)
 
     def _service(self, bot: str, directory: Path, store: TrailStore) -> AlertService:
         rules = [r for r in self.rules if r.bot in (None, bot)]
