@@ -3,13 +3,17 @@ equal across a restart: they are read from the trail, not counted in memory."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.audit import AuditEventType, AuditLogger
 from dashboard.exporter import parse_address
-from tests.deploy.conftest import Alerts, Sample, scrape
+from tests.deploy.conftest import ROOT, Alerts, Sample, Service, scrape
 from tests.waiting import wait_until
 
 T = AuditEventType
@@ -110,3 +114,48 @@ def test_metrics_address(text: str, parsed: tuple[str, int] | None) -> None:
 def test_bad_metrics_address_is_refused_naming_it(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address(text)
+
+
+def test_a_busy_metrics_port_is_reported_and_alerting_goes_on(
+    tmp_path: Path, audit_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "ALERT_WEBHOOK_URL"}
+        env.update(
+            AUDIT_DIR=str(audit_dir),
+            ALERTS_DIR=str(tmp_path / "alerts"),
+            METRICS_ADDR=f"127.0.0.1:{port}",
+        )
+        alerts = Service(
+            "alerts process",
+            [sys.executable, "-m", "dashboard.alerts", "--interval", "0.3"],
+            tmp_path / "busy.log",
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            wait_until(
+                lambda: alerts.alive() and "watching bot beta" in alerts.output(),
+                timeout=60,
+                what="evaluation without metrics",
+            )
+            assert f"metrics: cannot listen on 127.0.0.1:{port}" in alerts.output()
+        finally:
+            assert alerts.stop() == 0
+
+
+def test_bad_metrics_address_stops_the_process_at_start(tmp_path: Path, audit_dir: Path) -> None:
+    env = dict(os.environ, AUDIT_DIR=str(audit_dir), ALERTS_DIR=str(tmp_path / "alerts"))
+    done = subprocess.run(
+        [sys.executable, "-m", "dashboard.alerts", "--metrics-addr", "9464"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "metrics address '9464': give HOST:PORT" in done.stderr
