@@ -31,6 +31,7 @@ from pathlib import Path
 
 import orjson
 
+from benchmarks.audit_cli import timed
 from benchmarks.audit_records import records
 from bot.audit import AuditLogger, chain
 from bot.audit.archive import archive, closed_day_files, fetch
@@ -57,14 +58,6 @@ def build(directory: Path, n: int) -> None:
             log.log_event(**rec)
         now[0] = today + 1
         log.log_event(event_type="heartbeat", operation="heartbeat")
-
-
-def timed(label: str, fn):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    value = fn()
-    elapsed = time.perf_counter() - started
-    print(f"{label:52}{elapsed:8.2f} s")
-    return value, elapsed
 
 
 def naive_scrape(directory: Path) -> Counter[str]:
@@ -104,7 +97,7 @@ def scrape_times(directory: Path, records_expected: int, rounds: int) -> list[fl
                     raise SystemExit("the alerts process did not load the trail in 10 minutes")
                 time.sleep(0.2)
             print(
-                f"{'alerts process, cold: metrics of the whole trail after':52}"
+                f"{'alerts process, cold: metrics of the whole trail after':44}"
                 f"{time.perf_counter() - started:8.2f} s"
             )
             times = []
@@ -177,14 +170,14 @@ def bench_archive(directory: Path, days: list[Path], size: int, lines: int) -> N
                     client.upload_file(str(path), plain, f"raw/{path.name}")
 
             _, base = timed("baseline: boto3 upload_file, plain bucket", upload_plain)
-            print(f"{'':52}{size / 1e6 / base:8.1f} MB/s")
+            print(f"{'':44}{size / 1e6 / base:8.1f} MB/s")
             quiet = io.StringIO()
             result, took = timed(
                 "archive, Object Lock COMPLIANCE, digests",
                 lambda: archive(directory, f"s3://{locked}/b", retain_days=1, out=quiet),
             )
             assert result.count("archived") == len(days), result.outcomes
-            print(f"{'':52}{size / 1e6 / took:8.1f} MB/s ({base / took:.2f}x the baseline)")
+            print(f"{'':44}{size / 1e6 / took:8.1f} MB/s ({base / took:.2f}x the baseline)")
             again, _ = timed(
                 "archive again (all days already archived)",
                 lambda: archive(directory, f"s3://{locked}/b", retain_days=1, out=quiet),
@@ -194,7 +187,7 @@ def bench_archive(directory: Path, days: list[Path], size: int, lines: int) -> N
             _, local = timed(
                 "baseline: verify of the local directory", lambda: verify_trail(directory)
             )
-            print(f"{'':52}{lines / local:10,.0f} lines/s")
+            print(f"{'':44}{lines / local:10,.0f} lines/s")
 
             def verify_remote() -> None:
                 with tempfile.TemporaryDirectory(prefix="verify-bench-") as target:
@@ -204,7 +197,7 @@ def bench_archive(directory: Path, days: list[Path], size: int, lines: int) -> N
                     assert report.intact and report.records == lines, report
 
             _, remote = timed("verify s3:// (download, digests, chain)", verify_remote)
-            print(f"{'':52}{lines / remote:10,.0f} lines/s ({remote / local:.1f}x local time)")
+            print(f"{'':44}{lines / remote:10,.0f} lines/s ({remote / local:.1f}x local time)")
         finally:
             server.stop()
 
@@ -216,9 +209,9 @@ def metrics(directory: Path, scrapes: int) -> None:
     total = sum(n for kind, n in counted.items() if not kind.startswith("reason:"))
     times = scrape_times(directory, total, scrapes)
     median, p99 = statistics.median(times), sorted(times)[int(len(times) * 0.99) - 1]
-    print(f"{'GET /metrics over the whole trail, median':52}{median * 1000:8.1f} ms")
-    print(f"{'GET /metrics, p99 of ' + str(len(times)):52}{p99 * 1000:8.1f} ms")
-    print(f"{'':52}{naive / median:8.0f}x faster than the per-scrape count")
+    print(f"{'GET /metrics over the whole trail, median':44}{median * 1000:8.1f} ms")
+    print(f"{'GET /metrics, p99 of ' + str(len(times)):44}{p99 * 1000:8.1f} ms")
+    print(f"{'':44}{naive / median:8.0f}x faster than the per-scrape count")
 
 
 if __name__ == "__main__":
