@@ -58,7 +58,12 @@ class Seaweed:
             data = directory / f"data-{attempt}"
             data.mkdir()
             self._start(data)
-            if wait_until(self._settled, timeout=60, what=f"SeaweedFS S3 on {self.endpoint}") == 1:
+            try:
+                state = wait_until(self._settled, timeout=60, what=f"S3 on {self.endpoint}")
+            except BaseException:  # pytest.fail: the fixture never gets the process to stop
+                self.stop()
+                raise
+            if state == 1:
                 return
         pytest.fail(f"weed mini exited {self.ATTEMPTS} times: {self.log.read_text()[-2000:]}")
 

@@ -34,6 +34,7 @@ DEPLOY = ROOT / "deploy"
 DEADLINE = 60.0
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
+_METRICS_AT = re.compile(r"metrics on (http://\S+/metrics)")
 
 
 def free_port() -> int:
@@ -88,11 +89,15 @@ class Alerts(Service):
         )
         argv = [sys.executable, "-m", "dashboard.alerts", "--interval", "0.3", *extra]
         super().__init__("alerts process", argv, tmp_path / f"{log}.log", cwd=ROOT, env=env)
-        found = wait_until(
-            lambda: self.alive() and re.search(r"metrics on (http://\S+/metrics)", self.output()),
-            timeout=DEADLINE,
-            what="the alerts process's metrics address",
-        )
+        try:
+            found = wait_until(
+                lambda: self.alive() and _METRICS_AT.search(self.output()),
+                timeout=DEADLINE,
+                what="the alerts process's metrics address",
+            )
+        except BaseException:  # pytest.fail: the caller never gets the process to stop
+            self.stop()
+            raise
         self.metrics_url = found.group(1)
         self.port = int(self.metrics_url.rsplit(":", 1)[1].split("/")[0])
 
