@@ -19,10 +19,8 @@ E = AuditEventType
 NOTES = verify_module.NOTE_TYPES
 
 if native.lib is None and os.environ.get("AUDIT_NATIVE_REQUIRED") == "1":
-    raise RuntimeError(f"AUDIT_NATIVE_REQUIRED=1 but the accelerator is {native.unavailable}")
-pytestmark = pytest.mark.skipif(
-    native.lib is None, reason=f"native accelerator {native.unavailable}"
-)
+    raise RuntimeError(f"AUDIT_NATIVE_REQUIRED=1 but verify's C scan is {native.unavailable}")
+pytestmark = pytest.mark.skipif(native.lib is None, reason=f"verify's C scan {native.unavailable}")
 
 
 @pytest.fixture
