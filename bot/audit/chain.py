@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 GENESIS_HASH = "0" * 64
-DEFAULT_BOT_ID = "bot"  # SPEC §4: a record's bot when none was configured (or none written)
 FILE_PREFIX = "audit_"
 ALERTS_FILE_PREFIX = "alerts_"  # the alerts process's trail: same format (SPEC §5)
 TRAIL_PREFIXES = (FILE_PREFIX, ALERTS_FILE_PREFIX)
@@ -152,6 +151,18 @@ MIN_YEAR = 2000
 _MINUTES: dict[str, int] = {}  # epoch second of "YYYY-MM-DDTHH:MM" (records share minutes)
 
 
+_next_year_memo = (-1, 0)  # (epoch hour, next year): readers call _next_year per record
+
+
+def _next_year() -> int:
+    """Next year's number, looked up once an hour."""
+    global _next_year_memo
+    hour = int(time.time()) // 3600
+    if hour != _next_year_memo[0]:
+        _next_year_memo = (hour, time.gmtime(hour * 3600).tm_year + 1)
+    return _next_year_memo[1]
+
+
 def timestamp_seconds(stamp: object, max_year: int | None = None) -> float | None:
     """Epoch seconds of a SPEC §4 timestamp, or None when ``stamp`` is not one.
 
@@ -161,7 +172,7 @@ def timestamp_seconds(stamp: object, max_year: int | None = None) -> float | Non
     if not isinstance(stamp, str) or _TIMESTAMP_RE.match(stamp) is None:
         return None
     year = int(stamp[:4])
-    if not MIN_YEAR <= year <= (max_year if max_year is not None else time.gmtime().tm_year + 1):
+    if not MIN_YEAR <= year <= (max_year if max_year is not None else _next_year()):
         return None
     minute = stamp[:16]
     base = _MINUTES.get(minute)

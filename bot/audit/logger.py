@@ -32,6 +32,7 @@ from bot.audit.record import JsonObject, RecordEncoder
 from bot.audit.startup import AuditDirectoryLocked
 from bot.audit.stats import AuditStats
 from bot.audit.tracing import current_trace_id, new_trace_id, trace
+from bot.audit.trails import DEFAULT_BOT
 
 log = logging.getLogger("bot.audit")
 
@@ -54,7 +55,7 @@ class AuditLogger:
         self,
         audit_dir: str | os.PathLike[str] = "logs/audit",
         *,
-        bot_id: str = chain.DEFAULT_BOT_ID,
+        bot_id: str = DEFAULT_BOT,
         hmac_key: bytes | str | None = None,
         run_id: str | None = None,
         clock: Callable[[], int] = time.time_ns,

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from bot.audit import chain
-from bot.audit.chain import DEFAULT_BOT_ID, timestamp_seconds
 from bot.audit.chain import MIN_YEAR as MIN_YEAR  # readers' year floor, re-exported
+from bot.audit.chain import timestamp_seconds
 from bot.audit.events import EVENT_TYPE_VALUES
 
 Record = dict[str, Any]
@@ -83,15 +83,6 @@ def _invalid_reason(value: Any, max_year: int | None) -> str | None:
         if item is not None and not isinstance(item, dict):
             return f"wrong_type:{name}"
     return None
-
-
-def bot_of(record: Record, trail_dir: str | os.PathLike[str] | None = None) -> str:
-    """The bot a record belongs to (SPEC §4): its ``bot_id``; for a record written before
-    that field existed, the name of its trail's subdirectory (``trail_dir``), else "bot"."""
-    bot = record.get("bot_id")
-    if isinstance(bot, str) and bot:
-        return bot
-    return Path(trail_dir).name if trail_dir is not None else DEFAULT_BOT_ID
 
 
 def parse_line(line: bytes, max_year: int | None = None) -> Record | str:

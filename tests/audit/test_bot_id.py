@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.audit import AuditEventType
-from bot.audit.reader import bot_of, iter_records
+from bot.audit.reader import iter_records
+from bot.audit.trails import bot_of, discover
 from bot.audit.verify import verify_trail
 from bot.config import load_settings
 from bot.errors import ConfigError
@@ -38,10 +39,11 @@ def test_readers_take_bot_id_from_the_record_or_else_the_trail_directory(
     logger = open_logger(named, bot_id="alpha-1")
     logger.log_event(AuditEventType.HEARTBEAT, "heartbeat")
     logger.close()
+    trails = discover(tmp_path / "audit")
+    assert trails == {"alpha": named}
     records = list(iter_records(named))
-    assert records and {bot_of(r, named) for r in records} == {"alpha-1"}
-    legacy = {k: v for k, v in records[0].items() if k != "bot_id"}
-    assert bot_of(legacy, named) == "alpha" and bot_of(legacy) == "bot"
+    assert records and {bot_of(r.get("bot_id"), "alpha") for r in records} == {"alpha-1"}
+    assert bot_of(None, "alpha") == "alpha"  # a record written before bot_id existed
     assert verify_trail(named, workers=1).intact
     shown = run_cli("tail", str(named), "-n", "1", "--raw", "--no-follow")
     assert '"bot_id":"alpha-1"' in shown.stdout
