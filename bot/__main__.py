@@ -41,6 +41,7 @@ from bot.control.protections import (
 from bot.control.restore import read_back, replay
 from bot.control.server import ControlServer
 from bot.control.state import TradingControl
+from bot.deadman import DeadmanSwitch
 from bot.engine import TradingEngine
 from bot.errors import ConfigError, ExchangeError
 from bot.exchange.base import Exchange
@@ -222,6 +223,17 @@ class Bot:
         )
         self._supervisor_stop = threading.Event()
         self._supervisor_thread: threading.Thread | None = None
+        self.deadman: DeadmanSwitch | None = None
+        if settings.mode != "paper" and settings.execution.deadman_seconds:
+            self.deadman = DeadmanSwitch(
+                self.venue.exchange,
+                audit,
+                self.venue.symbols,
+                countdown=settings.execution.deadman_seconds,
+                clock=clock,
+                cancelled_here=self.execution.cancelled_here,
+            )
+        self._deadman_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Clock, symbol setup, reconciliation and backfill (SPEC §3).
@@ -250,6 +262,14 @@ class Bot:
                 daemon=True,
             )
             self._supervisor_thread.start()
+        if self.deadman is not None:
+            self._deadman_thread = threading.Thread(
+                target=self.deadman.run,
+                args=(self._supervisor_stop,),
+                name="deadman-switch",
+                daemon=True,
+            )
+            self._deadman_thread.start()
         pairs = [(s, i) for s in venue.symbols for i in venue.intervals]
         for n, (symbol, interval) in enumerate(pairs, start=1):
             candles = venue.feed.backfill(symbol, interval, self.settings.backfill)
@@ -265,6 +285,8 @@ class Bot:
         )
         if self._supervisor_thread is not None:
             venue.exchange.subscribe_order_updates(self.supervisor.on_order_update)
+        if self.deadman is not None:
+            venue.exchange.subscribe_order_updates(self.deadman.on_order_update)
 
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop`` is set or the feed ends, with heartbeats meanwhile."""
@@ -289,6 +311,9 @@ class Bot:
         self.supervisor.wake()
         if self._supervisor_thread is not None:
             self._supervisor_thread.join(timeout=30)
+        if self.deadman is not None and self._deadman_thread is not None:
+            self._deadman_thread.join(timeout=30)
+            self.deadman.disarm_all()  # a clean stop leaves no timer to cancel orders later
         self.venue.feed.close()
         self.venue.exchange.close()
 

@@ -147,6 +147,13 @@ KEYS: tuple[Key, ...] = (
     Key("execution.backoff_max_seconds", float, 8.0, "number 0..300", _between(0, 300)),
     Key("execution.protection_check_seconds", float, 10.0, "number 0.1..300", _between(0.1, 300)),
     Key("execution.unknown_outcome_seconds", float, 30.0, "number 0..600", _between(0, 600)),
+    Key(
+        "execution.deadman_seconds",
+        float,
+        0.0,
+        "0 (off) or a number 5..3600 (countdownCancelAll, testnet/live)",
+        lambda v: v == 0 or 5 <= v <= 3600,
+    ),
     # SPEC §11 protections and pre-trade limits: each off unless set
     Key(
         "protections.daily_loss_limit_percent",
@@ -282,6 +289,7 @@ class ExecutionSection:
     backoff_max_seconds: float
     protection_check_seconds: float
     unknown_outcome_seconds: float
+    deadman_seconds: float
 
 
 @dataclass(frozen=True, slots=True)

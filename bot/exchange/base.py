@@ -182,6 +182,15 @@ class Exchange(Protocol):
         """Cancel every open order of the symbol, regular and algo; returns how many."""
         ...
 
+    def set_cancel_countdown(self, symbol: str, milliseconds: int) -> None:
+        """Arm (or refresh) the venue's dead-man's switch for ``symbol``; 0 stops it.
+
+        Unless called again within ``milliseconds``, the venue cancels the
+        symbol's open orders by itself (it never closes a position). Binance:
+        ``countdownCancelAll``; a venue without one (paper) does nothing.
+        """
+        ...
+
     # --------------------------------------------------------------- events
 
     def subscribe_order_updates(

@@ -397,6 +397,9 @@ class PaperExchange:
                 self._cancel(cid)
             return len(cids)
 
+    def set_cancel_countdown(self, symbol: str, milliseconds: int) -> None:
+        """Nothing to arm: the paper book lives and dies with the bot's process."""
+
     # --------------------------------------------------------------- events
 
     def subscribe_order_updates(

@@ -207,6 +207,14 @@ class FakeBinance:
         self._port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()
+        # cancelled with the other tasks at shutdown
+        self._countdown_task = asyncio.ensure_future(self._countdown_timers())
+
+    async def _countdown_timers(self) -> None:
+        """Fire lapsed countdownCancelAll timers (Binance checks about every 10 ms)."""
+        while True:
+            await asyncio.sleep(0.05)
+            self.venue.expire_countdowns()
 
     async def _shutdown(self) -> None:
         for conn in list(self._conns):
@@ -398,6 +406,7 @@ class FakeBinance:
             "GET /fapi/v1/positionSide/dual": ("SIGNED", lambda p: v.position_mode()),
             "GET /fapi/v1/multiAssetsMargin": ("SIGNED", lambda p: v.multi_assets_mode()),
             "DELETE /fapi/v1/algoOpenOrders": ("SIGNED", v.cancel_all_algo),
+            "POST /fapi/v1/countdownCancelAll": ("SIGNED", v.countdown_cancel_all),
         }
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:

@@ -35,6 +35,15 @@ The venue's bad days, each switched on by a test (all off by default):
   reduceOnly, two legs in positionRisk) and ``multi_assets`` (-4168 for
   ISOLATED).
 
+``countdownCancelAll`` (the dead-man's switch) keeps one timer per symbol
+(``countdowns``: symbol -> server ms when it fires); the server calls
+:meth:`Venue.expire_countdowns` every 50 ms, which cancels the symbol's open
+regular orders (ORDER_TRADE_UPDATE CANCELED pushed, as for any cancel) and
+leaves positions alone. Binance documents "all open orders of the symbol"
+and keeps conditional orders in the separate Algo Service with its own
+cancel-all endpoint; whether the countdown reaches them is not documented, so
+``countdown_cancels_algo = True`` models the other reading.
+
 ``protection_timeline`` records, after every change, whether each symbol's
 position stands without a working stop-loss, so tests measure unprotected
 time from the venue's own records (:meth:`Venue.unprotected_spans`).
@@ -310,6 +319,8 @@ class Venue:
         self.incidents: list[tuple[int, str, str]] = []  # (server ms, kind, client id)
         self.trades: list[dict[str, Any]] = []  # every fill, one row per trade
         self.protection_timeline: list[tuple[int, str, bool]] = []  # (ms, symbol, unprotected)
+        self.countdowns: dict[str, int] = {}  # symbol -> server ms when countdownCancelAll fires
+        self.countdown_cancels_algo = False
         self._order_ids = itertools.count(8_000_000_001)
         self._algo_ids = itertools.count(3_000_000_001)
         self._trade_ids = itertools.count(100_001)
@@ -1119,6 +1130,37 @@ class Venue:
                 if algo.symbol == symbol and algo.status == "NEW":
                     self._cancel_algo(algo)
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    # ------------------------------------------------- dead-man's switch
+
+    def countdown_cancel_all(self, params: Params) -> dict[str, Any]:
+        """POST /fapi/v1/countdownCancelAll: (re)start the symbol's timer; 0 stops it."""
+        with self.lock:
+            symbol = self.spec(params.get("symbol")).symbol
+            raw = params.get("countdownTime")
+            if not raw:
+                raise mandatory("countdownTime")
+            if not raw.isdigit():
+                raise VenueError(-1100, "Illegal characters found in parameter 'countdownTime'.")
+            countdown = int(raw)
+            if countdown:
+                self.countdowns[symbol] = self._clock() + countdown
+            else:
+                self.countdowns.pop(symbol, None)
+            return {"symbol": symbol, "countdownTime": str(countdown)}
+
+    def expire_countdowns(self) -> None:
+        """Fire every lapsed timer: the symbol's open orders are cancelled, positions stay."""
+        with self.lock:
+            now = self._clock()
+            for symbol, fires_at in list(self.countdowns.items()):
+                if fires_at > now:
+                    continue
+                del self.countdowns[symbol]
+                self.incidents.append((now, "countdown_fired", symbol))
+                self.cancel_all({"symbol": symbol})
+                if self.countdown_cancels_algo:
+                    self.cancel_all_algo({"symbol": symbol})
 
     # -------------------------------------------------------------- market
 

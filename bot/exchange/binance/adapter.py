@@ -412,6 +412,15 @@ class BinanceExchange:
         self._call("cancel_all_orders", "futures_cancel_all_algo_open_orders", symbol=symbol)
         return count
 
+    def set_cancel_countdown(self, symbol: str, milliseconds: int) -> None:
+        # The answer only echoes the request ({"symbol", "countdownTime"}): nothing to read.
+        self._call(
+            "set_cancel_countdown",
+            "futures_countdown_cancel_all",
+            symbol=symbol,
+            countdownTime=milliseconds,
+        )
+
     # --------------------------------------------------------------- events
 
     def subscribe_order_updates(
