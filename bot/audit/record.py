@@ -75,21 +75,38 @@ class RecordEncoder:
             trace_id = TRACE.get()
         if trace_id is not None:
             record["trace_id"] = trace_id if type(trace_id) is str else str(trace_id)
+        # Written out for each object rather than looped: a loop over (name, value) pairs
+        # costs ~0.4 us per record here, ~4 % of log_event (docs/benchmarks.md).
         objects = 0
         known = True  # every data object a plain dict of keys known to be harmless
-        for name, value in (
-            ("order_data", order_data),
-            ("response", response),
-            ("error", error),
-            ("additional_data", additional_data),
-        ):
-            if value is not None:
-                if type(value) is not dict:
-                    value, known = as_object(value), False
-                elif known and not _SAFE_KEYS.issuperset(value):
-                    known = False
-                record[name] = value
-                objects += 1
+        if order_data is not None:
+            if type(order_data) is not dict:
+                order_data, known = as_object(order_data), False
+            elif not _SAFE_KEYS.issuperset(order_data):
+                known = False
+            record["order_data"] = order_data
+            objects += 1
+        if response is not None:
+            if type(response) is not dict:
+                response, known = as_object(response), False
+            elif known and not _SAFE_KEYS.issuperset(response):
+                known = False
+            record["response"] = response
+            objects += 1
+        if error is not None:
+            if type(error) is not dict:
+                error, known = as_object(error), False
+            elif known and not _SAFE_KEYS.issuperset(error):
+                known = False
+            record["error"] = error
+            objects += 1
+        if additional_data is not None:
+            if type(additional_data) is not dict:
+                additional_data, known = as_object(additional_data), False
+            elif known and not _SAFE_KEYS.issuperset(additional_data):
+                known = False
+            record["additional_data"] = additional_data
+            objects += 1
         try:
             # Without options first: they change nothing for the plain types orjson takes
             # alone, and anything else raises, so the second call writes the same bytes.
