@@ -18,9 +18,11 @@ A restart reads only what changed (SPEC §9): for each day file of a trail,
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from bot.audit import chain
 from bot.audit.dayindex import HOUR, MINUTE, DayIndex, index_file
 from bot.audit.indexcache import Fingerprint, IndexCache
 from bot.audit.reader import TrailFollower, open_trail_file
+
+log = logging.getLogger("dashboard.history")
 
 
 @dataclass
@@ -204,6 +208,11 @@ class HistoryIndexer:
                     done.append((day, job.result()))
                 except FileNotFoundError:
                     done.append((day, None))
+                except BrokenProcessPool:
+                    # e.g. a worker could not start: index in this process from now on
+                    log.warning("history workers failed; indexing %s here", day.path.name)
+                    self._workers = 0
+                    done.append((day, self._inline(day)))
             for day in [d for d in self.pending if d.fingerprint.size > self.INLINE_BYTES]:
                 if len(self._running) >= self._workers:
                     break

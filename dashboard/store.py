@@ -360,37 +360,41 @@ class TrailStore:
             return 0
         count = 0
         max_year = time.gmtime().tm_year + 1
+        seconds = chain.timestamp_seconds
         runs: dict[str, list[tuple[int, bytes]]] = {}
         with self._lock:
             agg = self._agg
-            index: DayIndex | None = None
+            note = agg.note
             name = ""
+            index = DayIndex(trail.name, "")  # replaced at the first line
+            run: list[tuple[int, bytes]] = []
+            add = index.add
             for line in lines:
+                raw = line.raw
                 if line.file != name:
                     name = line.file
-                    day = chain.day_of_file(Path(name))
-                    assert day is not None
-                    index = agg.days.get((trail.name, day))
-                    if index is None:
-                        index = DayIndex(trail.name, day)
-                        agg.put_day(index)
-                    runs.setdefault(day, [])
-                assert index is not None
+                    day = chain.day_of_file(Path(name)) or ""
+                    found = agg.days.get((trail.name, day))
+                    if found is None:
+                        found = DayIndex(trail.name, day)
+                        agg.put_day(found)
+                    index = found
+                    run = runs.setdefault(day, [])
+                    add = index.add
                 offset = index.offset
-                index.offset += len(line.raw) + 1
-                index.lines = line.number
-                runs[index.day].append((line.number, line.raw))
+                index.offset = offset + len(raw) + 1
+                index.lines = number = line.number
+                run.append((number, raw))
                 record = line.parsed
-                if isinstance(record, str):
-                    index.note_malformed(line.number, record, line.raw)
+                if type(record) is str:
+                    index.note_malformed(number, record, raw)
                     continue
                 assert isinstance(record, dict)
-                ts = chain.timestamp_seconds(record["timestamp"], max_year)
+                ts = seconds(record["timestamp"], max_year)
                 if ts is None:
-                    index.note_malformed(line.number, "bad_timestamp", line.raw)
+                    index.note_malformed(number, "bad_timestamp", raw)
                     continue
-                key = index.add(record, ts, offset)
-                agg.note(ts, key, record.get("trace_id"), line.raw)
+                note(ts, add(record, ts, offset), record.get("trace_id"), raw)
                 count += 1
             agg.trim()
         self._bump()

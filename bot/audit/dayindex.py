@@ -144,8 +144,8 @@ class DayIndex:
     equity: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
     last_event: dict[str, float] = field(default_factory=dict)
     last_heartbeat: dict[str, float] = field(default_factory=dict)
-    spans: dict[str, list[str]] = field(default_factory=dict)
-    """"bot/symbol" -> [first, last] timestamp of its records (summary's time span)."""
+    spans: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(bot, symbol) -> [first, last] timestamp of its records (summary's time span)."""
     states: dict[str, tuple[float, str, str, str, str]] = field(default_factory=dict)
     """bot -> (ts, to, from, reason, source) of its last trading_state_changed."""
     protections: list[tuple[float, str, str, str | None, float | None, dict[str, Any]]] = field(
@@ -186,22 +186,31 @@ class DayIndex:
         contributes to the aggregates."""
         key = self.key_of(record)
         bot, kind, symbol, detail = key
-        bucket = int(ts // self.resolution) * self.resolution
-        _add(self.counts, bucket, key, 1)
+        resolution = self.resolution
+        bucket = int(ts // resolution) * resolution
+        counts = self.counts.get(bucket)
+        if counts is None:
+            counts = self.counts[bucket] = {}
+        counts[key] = counts.get(key, 0) + 1
         self.records += 1
         stamp: str = record["timestamp"]
-        span = self.spans.get(f"{bot}/{symbol}")
+        span = self.spans.get((bot, symbol))
         if span is None:
-            self.spans[f"{bot}/{symbol}"] = [stamp, stamp]
+            self.spans[(bot, symbol)] = [stamp, stamp]
         elif stamp > span[1]:
             span[1] = stamp
         elif stamp < span[0]:
             span[0] = stamp
-        if ts > self.last_event.get(bot, -1.0):
+        last = self.last_event.get(bot)
+        if last is None or ts > last:
             self.last_event[bot] = ts
         trace_id = record.get("trace_id")
-        if trace_id and self.traces is not None and offset >= 0:
-            self.traces.setdefault(trace_id, []).append(offset)
+        if trace_id and offset >= 0 and self.traces is not None:
+            offsets = self.traces.get(trace_id)
+            if offsets is None:
+                self.traces[trace_id] = [offset]
+            else:
+                offsets.append(offset)
         extra = _EXTRAS.get(kind)
         if extra is not None:
             extra(self, record, ts, bucket, bot, symbol, detail, trace_id)
@@ -339,7 +348,7 @@ class DayIndex:
             "equity": {bot: _pairs_out(points) for bot, points in hourly.equity.items()},
             "last_event": self.last_event,
             "last_heartbeat": self.last_heartbeat,
-            "spans": self.spans,
+            "spans": [[bot, symbol, *span] for (bot, symbol), span in self.spans.items()],
             "states": self.states,
             "protections": self.protections[-PROTECTION_LIMIT:],
             "open_trades": self.open_trades,
@@ -376,7 +385,9 @@ class DayIndex:
         index.capped = [tuple(row) for row in source["capped"]]
         index.last_event = summary["last_event"]
         index.last_heartbeat = summary["last_heartbeat"]
-        index.spans = summary["spans"]
+        index.spans = {
+            (bot, symbol): [first, last] for bot, symbol, first, last in summary["spans"]
+        }
         index.states = {bot: tuple(s) for bot, s in summary["states"].items()}
         index.protections = [tuple(p) for p in summary["protections"]]
         index.open_trades = summary["open_trades"]

@@ -73,8 +73,7 @@ class Summary:
             for (row_bot, row_symbol, text), n in by_error.items():
                 if (symbol is None or row_symbol == symbol) and (bot is None or row_bot == bot):
                     self.order_errors[text] += n
-        for name, (first, last) in index.spans.items():
-            row_bot, _, row_symbol = name.partition("/")
+        for (row_bot, row_symbol), (first, last) in index.spans.items():
             if (symbol is None or row_symbol == symbol) and (bot is None or row_bot == bot):
                 self.first = first if self.first is None or first < self.first else self.first
                 self.last = last if self.last is None or last > self.last else self.last
