@@ -100,22 +100,37 @@ print(json.dumps({{"seconds": seconds, "records": records, "peak_rss_mb": peak,
 """
 
 _APPEND = """
-import json, time
+import json, random, sys, threading, time
+from benchmarks.dashboard_ingest import SYMBOLS, _flow
 from dashboard.store import TrailStore
 from bot.audit import AuditLogger
 store = TrailStore({dir!r}, cache_dir={cache!r})
 store.refresh(verify_history=False)
-t = time.time()
-times = []
+rng = random.Random(5)
+visible, done = [], []
+sys.setswitchinterval(1e-4)  # the waiting thread sees the publish at once (as dashboard_ingest)
+def publish(version, seen):
+    if store.wait_for_version(version, 30):
+        seen.append(time.perf_counter())
 with AuditLogger({dir!r}, fsync_interval=3600, checkpoint_interval=1e9) as logger:
-    for _ in range(5):
-        for i in range(1000):
-            logger.log_event("heartbeat", "heartbeat", additional_data={{"i": i}})
+    for _ in range(7):
+        written = 0
+        while written < 1000:  # the flows of SPEC 6, as the bot writes them
+            trace = f"{{rng.getrandbits(64):016x}}"
+            symbol = rng.choice(SYMBOLS)
+            for kind, operation, fields in _flow(rng, symbol, trace)[: 1000 - written]:
+                logger.log_event(kind, operation, symbol=symbol, trace_id=trace, **fields)
+                written += 1
+        seen = []
+        watcher = threading.Thread(target=publish, args=(store.version, seen))
+        watcher.start()
         t0 = time.perf_counter()
-        n = store.refresh(verify_history=False)
-        times.append(time.perf_counter() - t0)
+        store.refresh(verify_history=False)
+        done.append(time.perf_counter() - t0)
+        watcher.join()
+        visible.append(seen[0] - t0)
 store.stop()
-print(json.dumps({{"times": times}}))
+print(json.dumps({{"visible": visible, "done": done}}))
 """
 
 
@@ -185,10 +200,11 @@ def appends(directory: Path, name: str) -> None:
     copy.mkdir(parents=True)
     shutil.copy2(newest, copy / newest.name)  # the newest day only: appends go there
     result = _child(_APPEND.format(dir=str(copy), cache=str(cache)))
-    times = sorted(result["times"])
+    visible, done = sorted(result["visible"]), sorted(result["done"])
     print(
-        f"  1,000 appended records -> aggregates: median {times[2] * 1e3:.1f} ms,"
-        f" best {times[0] * 1e3:.1f} ms (target <= 10 ms)"
+        f"  1,000 appended records -> aggregates published: median {visible[3] * 1e3:.1f} ms,"
+        f" best {visible[0] * 1e3:.1f} ms (target <= 10 ms); with the live chain check"
+        f" {done[3] * 1e3:.1f} ms"
     )
     shutil.rmtree(copy, ignore_errors=True)
 
