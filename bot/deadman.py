@@ -24,7 +24,10 @@ seconds per symbol would drown the trail):
 * ``api_error``, operation ``deadman_fired``, ``severity: critical``: an
   order of an armed symbol was CANCELED at the venue, the bot did not ask for
   it, and the countdown had run out since the last good send — the switch
-  fired.
+  fired. Seen in the order stream (``seen_in: order_update``) or, since the
+  stream is often down with the rest, at the first good send after a lapse:
+  an order listed before it, gone now, that the venue reports CANCELED
+  (``seen_in: order_query``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from bot.audit import AuditEventType, AuditLogger
 from bot.clock import SYSTEM, Clock
 from bot.errors import ExchangeError
 from bot.exchange.base import Exchange
-from bot.models import OrderStatus, OrderUpdate
+from bot.models import OrderResult, OrderStatus, OrderUpdate
 
 log = logging.getLogger("bot.deadman")
 
@@ -51,6 +54,7 @@ class _Timer:
     """One symbol's countdown as this bot last set it."""
 
     sent_at: float  # monotonic time at the start of the last good send
+    orders: frozenset[str] = frozenset()  # client ids listed open just before it
     failures: int = 0
     lapse_recorded: bool = False
 
@@ -116,12 +120,20 @@ class DeadmanSwitch:
             return
         with self._lock:
             timer = self._armed.get(update.symbol)
-            if timer is None or update.client_order_id in self._fired:
+            if timer is None:
                 return
             silent = self._clock.monotonic() - timer.sent_at
-            if silent * 1000 < self._countdown_ms:
+        if silent * 1000 >= self._countdown_ms:
+            self._report_firing(update, silent, "order_update")
+
+    # ------------------------------------------------------------ internals
+
+    def _report_firing(self, order: OrderUpdate | OrderResult, silent: float, seen: str) -> None:
+        """One critical record per order the venue's switch cancelled."""
+        with self._lock:
+            if order.client_order_id in self._fired:
                 return
-            self._fired.add(update.client_order_id)
+            self._fired.add(order.client_order_id)
         self._audit.log_api_error(
             "deadman_fired",
             {
@@ -131,31 +143,35 @@ class DeadmanSwitch:
                     f"after {silent:.1f} s without a refresh (positions are not closed by it)"
                 ),
                 "severity": "critical",
-                "client_order_id": update.client_order_id,
-                "order_type": update.order_type.value,
+                "client_order_id": order.client_order_id,
+                "order_type": order.order_type.value,
                 "countdown_ms": self._countdown_ms,
                 "seconds_since_refresh": round(silent, 3),
+                "seen_in": seen,
             },
-            symbol=update.symbol,
+            symbol=order.symbol,
         )
-
-    # ------------------------------------------------------------ internals
 
     def _beat(self, symbol: str) -> None:
         try:
-            open_orders = len(self._exchange.open_orders(symbol))
+            listed = frozenset(o.client_order_id for o in self._exchange.open_orders(symbol))
         except ExchangeError as exc:
             self._failed(symbol, exc)
             return
         with self._lock:
             armed = symbol in self._armed
-        if open_orders:
-            self._send(symbol, self._countdown_ms, open_orders=open_orders)
+        if listed:
+            self._send(symbol, self._countdown_ms, listed=listed)
         elif armed:
             self._send(symbol, 0, reason="no_open_orders")
 
     def _send(
-        self, symbol: str, countdown_ms: int, *, open_orders: int = 0, reason: str = ""
+        self,
+        symbol: str,
+        countdown_ms: int,
+        *,
+        listed: frozenset[str] = frozenset(),
+        reason: str = "",
     ) -> None:
         started = self._clock.monotonic()
         try:
@@ -167,15 +183,17 @@ class DeadmanSwitch:
             timer = self._armed.get(symbol)
             after = timer.failures if timer is not None else self._failing.pop(symbol, 0)
             if countdown_ms:
-                self._armed[symbol] = _Timer(sent_at=started)
+                self._armed[symbol] = _Timer(sent_at=started, orders=listed)
             else:
                 self._armed.pop(symbol, None)
+        if timer is not None and (started - timer.sent_at) * 1000 >= self._countdown_ms:
+            self._look_for_firing(symbol, timer.orders - listed, started - timer.sent_at)
         if countdown_ms and timer is not None and not after:
             return  # a quiet refresh
         details: dict[str, object] = {"action": "armed" if countdown_ms else "disarmed"}
         details["countdown_ms"] = self._countdown_ms
         if countdown_ms:
-            details |= {"refresh_seconds": self._refresh, "open_orders": open_orders}
+            details |= {"refresh_seconds": self._refresh, "open_orders": len(listed)}
         else:
             details["reason"] = reason
         if after:
@@ -183,6 +201,23 @@ class DeadmanSwitch:
         self._audit.log_event(
             AuditEventType.HEARTBEAT, OPERATION, symbol=symbol, additional_data=details
         )
+
+    def _look_for_firing(self, symbol: str, gone: frozenset[str], silent: float) -> None:
+        """After a lapse, the orders listed before it and gone now: cancelled, and not by us?
+
+        The stream that would have told is often down with the rest (a lost
+        network is what the switch is for), so the venue's records are asked.
+        """
+        for cid in sorted(gone):
+            if self._cancelled_here(cid):
+                continue
+            try:
+                order = self._exchange.query_order(symbol, cid)
+            except ExchangeError as exc:
+                log.warning("dead-man's switch: cannot look %s up: %s", cid, exc)
+                continue
+            if order is not None and order.status is OrderStatus.CANCELED:
+                self._report_firing(order, silent, "order_query")
 
     def _failed(self, symbol: str, error: ExchangeError) -> None:
         """Record the first failure of a streak, and the moment it outlasts the countdown."""

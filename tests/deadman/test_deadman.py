@@ -189,6 +189,7 @@ def test_silent_bot_the_venue_cancels_the_orders_not_the_position_and_it_is_reco
         )
     assert fired[0]["symbol"] == "BTCUSDT"
     assert fired[0]["error"]["severity"] == "critical"
+    assert fired[0]["error"]["seen_in"] == "order_update"
     assert fired[0]["error"]["client_order_id"] == cid
     assert fired[0]["error"]["seconds_since_refresh"] >= COUNTDOWN
     # many failed refreshes, two records: the first failure and the lapse
@@ -198,6 +199,32 @@ def test_silent_bot_the_venue_cancels_the_orders_not_the_position_and_it_is_reco
     # the venue's switch closes nothing; on this fake the algo stop-loss is not reached either
     assert fake.position_amount("BTCUSDT") == Decimal("0.010")
     assert [s["clientAlgoId"] for s in fake.open_stop_losses("BTCUSDT")] == ["bot-stop-1"]
+
+
+def test_a_firing_the_stream_missed_is_found_at_the_venue_once_the_bot_is_heard_again(
+    fake: FakeBinance, audit: AuditLogger, exchange: BinanceExchange
+) -> None:
+    # no order stream for the switch: as when the network was lost for REST and stream alike
+    switch = DeadmanSwitch(exchange, audit, ["BTCUSDT"], countdown=COUNTDOWN, refresh=REFRESH)
+    cid = resting_order(fake)
+    with capture_audit(audit) as records:
+        run = Running(switch)
+        try:
+            wait_until(lambda: "BTCUSDT" in fake.venue.countdowns, 30, "the countdown armed")
+            fake.inject(ENDPOINT, Fault.server_error(503), times=10_000)
+            wait_until(lambda: order_status(fake, cid) == "CANCELED", 30, "the venue's cancel")
+            fake.faults.clear()  # the bot is heard again
+            fired = wait_until(
+                lambda: [r for r in records if r["operation"] == "deadman_fired"],
+                30,
+                "the firing on the record",
+            )
+            wait_until(lambda: switch_records(records, "disarmed"), 30, "nothing left to guard")
+        finally:
+            run.halt()
+    assert [f["error"]["client_order_id"] for f in fired] == [cid]
+    assert fired[0]["error"]["seen_in"] == "order_query"
+    assert fired[0]["error"]["seconds_since_refresh"] >= COUNTDOWN
 
 
 def test_clean_shutdown_stops_the_countdown_so_nothing_is_cancelled_later(
