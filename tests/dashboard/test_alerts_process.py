@@ -111,6 +111,7 @@ class AlertsProcess:
             AUDIT_DIR=str(self.audit_dir),
             ALERTS_DIR=str(self.alerts_dir),
             PYTHONUNBUFFERED="1",
+            METRICS_ADDR="127.0.0.1:0",  # never the fixed default port in tests
         )
         if webhook_url:
             env["ALERT_WEBHOOK_URL"] = webhook_url
@@ -233,6 +234,7 @@ def test_sigint_exits_zero_and_defaults_need_no_arguments(tmp_path: Path) -> Non
         if k not in ("AUDIT_DIR", "ALERTS_DIR", "ALERT_WEBHOOK_URL")
     }
     env["PYTHONPATH"] = str(ROOT)
+    env["METRICS_ADDR"] = "127.0.0.1:0"  # the default 9464 is a fixed port
     err_path = tmp_path / "stderr"
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(
