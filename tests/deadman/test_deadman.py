@@ -21,37 +21,12 @@ from tests.bot.conftest import BotProcess, fake_venue_env
 from tests.fakebinance import FakeBinance
 from tests.fakebinance.faults import Fault
 from tests.fakebinance.server import RequestRecord
-from tests.integration.conftest import make_exchange
 from tests.waiting import wait_until
 
 COUNTDOWN = 2.5  # seconds; refreshed every REFRESH: a stall of 2 s on a loaded machine is no firing
 REFRESH = 0.2
 COUNTDOWN_MS = str(round(COUNTDOWN * 1000))
 ENDPOINT = "POST /fapi/v1/countdownCancelAll"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance() as server:
-        yield server
-
-
-@pytest.fixture
-def audit(tmp_path: Path) -> Iterator[AuditLogger]:
-    logger = AuditLogger(audit_dir=tmp_path / "audit", fsync_interval=0.05)
-    try:
-        yield logger
-    finally:
-        logger.close()
-
-
-@pytest.fixture
-def exchange(fake: FakeBinance, audit: AuditLogger) -> Iterator[BinanceExchange]:
-    adapter = make_exchange(fake, audit)
-    try:
-        yield adapter
-    finally:
-        adapter.close()
 
 
 class Running:
