@@ -23,7 +23,7 @@ $(STAMP_DEV): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/pyth
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(STAMP_RUN)
 
-# The audit trail's optional C accelerator; without a compiler the Python reference runs.
+# verify's optional C line scan; without a compiler the Python reference scan runs.
 $(STAMP_NATIVE): bot/audit/native/_chain.c | $(BIN)/python
 	$(BIN)/python -m bot.audit.native.build
 	touch $@
