@@ -160,6 +160,8 @@ class DeadmanSwitch:
             return
         with self._lock:
             armed = symbol in self._armed
+            if not listed and not armed:
+                self._failing.pop(symbol, None)  # nothing to guard: a failed arming is moot
         if listed:
             self._send(symbol, self._countdown_ms, listed=listed)
         elif armed:
