@@ -268,9 +268,14 @@ def rejection_reasons_over_time(
 
 
 def capping_over_time(
-    series: BucketSeries, thresholds: Sequence[Threshold] = (), *, width: float = 60.0
+    series: BucketSeries,
+    thresholds: Sequence[Threshold] = (),
+    *,
+    width: float = 60.0,
+    firing: Sequence[Period] = (),
 ) -> go.Figure:
-    """Capped sizings per bucket (bars) and the capping rate (line, right axis)."""
+    """Capped sizings per bucket (bars) and the capping rate (line, right axis), with the
+    periods when a capping alert fired shaded."""
     fig = _base_layout(go.Figure(), "Position-size capping")
     buckets = rebucket(series, width)
     if not any(counts.get("position_size_calculated", 0) for _, counts in buckets):
@@ -312,6 +317,7 @@ def capping_over_time(
     _threshold_traces(
         fig, [t for t in thresholds if t.metric == "capping_rate"], x0, x1, yaxis="y2"
     )
+    _shade(fig, firing, x0, x1)
     fig.update_layout(
         barmode="stack",
         yaxis={"title": {"text": "sizings"}},

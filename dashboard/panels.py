@@ -41,12 +41,12 @@ class SharedPanels:
 
     Computing holds the lock: two tabs asking for the same new panel at once compute
     it once (the second waits and takes the result), and everything runs under the GIL
-    anyway."""
+    anyway. The lock is reentrant: a panel may be computed from other panels."""
 
     def __init__(self, max_entries: int = 512, *, hold: float = 0.5) -> None:
         self._max = max_entries
         self._hold = hold
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
         self._version = -1
         self._version_at = -1e18

@@ -8,8 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, metrics
-from dashboard.views import frame
+from dashboard import charts
+from dashboard.views import frame, overview
 from dashboard.views.frame import Context
 from dashboard.viewstate import format_utc
 
@@ -47,11 +47,7 @@ def page(ctx: Context) -> None:
         )
         return
     v = ctx.view
-    periods = ctx.panel(
-        "alert_periods",
-        lambda: metrics.alert_periods(history, v.end),
-        ctx.history.signature(),
-    )
+    periods = overview.alert_periods(ctx)
     fig = ctx.panel(
         "fig:timeline",
         lambda: charts.alert_timeline(periods, v.start, v.end),

@@ -125,8 +125,10 @@ class Context:
         view = self.filters.view(time.time())
         last_event, last_beat = self.store.last_times(bot=view.bot)
         now = time.time()
+        progress = self.store.history_progress
         return (
             self.panels.version(self.store.version),
+            (progress.running, progress.done_days),
             self.monitor.version,
             view,
             self.history.signature(),
@@ -200,6 +202,12 @@ def sidebar_filters(store: TrailStore, settings: Settings) -> Filters:
         view = filters.view(time.time())
         st.caption(f"{fmt_time(view.start)} → {fmt_time(view.end)} UTC")
         st.caption("The view is kept in the URL: copy it to share this view.")
+        progress = store.history_progress
+        if progress.running:
+            st.caption(
+                f"Reading older days: {progress.done_days} of {progress.total_days}; their "
+                "numbers fill in as they are read."
+            )
     return filters
 
 

@@ -165,11 +165,7 @@ def rejection_rates(ctx: Context, *, key: str, open_signals: bool = False) -> No
     filters to its bucket (and, with ``open_signals``, opens the Signals page there)."""
     v = ctx.view
     series = window_series(ctx)
-    periods = ctx.panel(
-        "alert_periods",
-        lambda: metrics.alert_periods(ctx.history.records(), v.end),
-        ctx.history.signature(),
-    )
+    periods = alert_periods(ctx)
     fig = ctx.panel(
         "fig:rates",
         lambda: charts.rates_over_time(
@@ -201,6 +197,15 @@ def rejection_rates(ctx: Context, *, key: str, open_signals: bool = False) -> No
     )
 
 
+def alert_periods(ctx: Context) -> list[metrics.Period]:
+    """Pending and firing periods from the alerts process's history (shared)."""
+    return ctx.panel(
+        "alert_periods",
+        lambda: metrics.alert_periods(ctx.history.records(), ctx.view.end),
+        ctx.history.signature(),
+    )
+
+
 def pick_bucket(key: str, step: float, fig: Any) -> dict[str, str] | None:
     """Callback of a rates chart: narrow the filters to the selected point's bucket and the
     signals behind that rate. Returns those URL parameters (None without a usable point)."""
@@ -225,13 +230,18 @@ def capping(ctx: Context) -> None:
     points = ctx.panel(
         "capped", lambda: ctx.store.capped_quantities(v.start, v.end, v.symbol, bot=v.bot)
     )
+    periods = alert_periods(ctx)
     left, right = st.columns(2)
     with left:
         fig = ctx.panel(
             "fig:capping",
             lambda: charts.capping_over_time(
-                series, frame.thresholds(ctx.monitor, ["capping_rate"]), width=v.step
+                series,
+                frame.thresholds(ctx.monitor, ["capping_rate"]),
+                width=v.step,
+                firing=[p for p in periods if p.state == "firing" and p.metric == "capping_rate"],
             ),
+            ctx.history.signature(),
         )
         frame.chart(fig, "capping")
     with right:

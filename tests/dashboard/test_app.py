@@ -26,6 +26,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bot.audit import AuditLogger
+from bot.audit.chain import ALERTS_FILE_PREFIX
 from dashboard.views.frame import fmt_time, shared_panels
 from dashboard.viewstate import format_utc
 from tests.dashboard.conftest import FakeClock, write_flow
@@ -385,3 +386,37 @@ def test_the_page_records_what_it_was_drawn_for(known_trail: Path, tmp_path: Pat
     with AuditLogger(known_trail, clock=logger_clock, fsync_interval=3600) as logger:
         logger.log_event("heartbeat", "heartbeat")
     assert wait_until(lambda: ctx.live_key() != drawn, timeout=30)
+
+
+def test_alert_history_is_a_timeline_shaded_on_the_rates_and_linked_to_its_window(
+    known_trail: Path, dirs: dict[str, Path]
+) -> None:
+    fired_at = time.time() - 600
+    alert = {"rule": "risk-rejection-rate", "metric": "risk_rejection_rate", "bot": "bot"}
+    with AuditLogger(dirs["alerts"], file_prefix=ALERTS_FILE_PREFIX) as logger:
+        logger.log_event(
+            "alert_fired",
+            "evaluate_alert_rule",
+            additional_data={
+                **alert,
+                "at": fired_at,
+                "active_since": fired_at,
+                "pending_seconds": 120,
+                "window_seconds": 900,
+            },
+        )
+        logger.log_event(
+            "alert_resolved", "evaluate_alert_rule", additional_data={**alert, "at": fired_at + 300}
+        )
+    rates = figure(run_app(), "Rejection rates")
+    (band,) = rates["layout"]["shapes"]
+    assert band["name"] == "risk-rejection-rate [bot] firing"
+    at = run_app(page="alerts")
+    timeline = figure(at, "Alert history")
+    assert [t["name"] for t in timeline["data"]] == ["pending", "firing"]
+    assert timeline["data"][1]["x"] == [pytest.approx(300_000, abs=1)]
+    links = table(at, "rule", "window")["window"].dropna()
+    assert list(links) == [
+        f"signals?range=custom&from={format_utc(fired_at - 900)}&to={format_utc(fired_at + 1)}"
+        "&bot=bot"
+    ]
