@@ -46,6 +46,9 @@ TAIL_LEN = len(HASH_SEP) + HASH_LEN + len(LINE_END)
 PREV_KEY = b',"prev":"'
 SEQ_KEY = b',"seq":'
 TIMESTAMP_PREFIX = b'{"timestamp":"'
+# A record before its seal: second_prefix(second), the microseconds, then its fields
+# (`"event_type":...` without braces). Both the writer's paths format with this.
+STAMPED = b'%s.%06dZ",%s'
 TIMESTAMP_LEN = len("2026-11-26T15:04:05.123456Z")
 # `{"timestamp":"<27>","event_type":"` — where the event type starts in a writer's line.
 EVENT_TYPE_KEY = b'","event_type":"'

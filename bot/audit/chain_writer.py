@@ -80,15 +80,12 @@ class ChainWriter:
     def append(self, fields: bytes, kind: str) -> None:
         """Stamp, seal and write one record (``fields``: record.encode's bytes)."""
         with self.lock:
-            now = self._clock()
-            if now < self.last_ns:
-                now = self.last_ns  # never let the trail go back in time
-            self.last_ns = now
+            now = self._tick()
             second, micros = divmod(now // 1000, 1_000_000)
             if second != self._ts_sec:
                 self._ts_sec = second
                 self._ts_prefix, self._ts_day = chain.second_prefix(second)
-            payload = b'%s.%06dZ",%s' % (self._ts_prefix, micros, fields)
+            payload = chain.STAMPED % (self._ts_prefix, micros, fields)
             fd = self.fd
             if self._slow or fd is None or self.fd_day != self._ts_day:
                 self._commit_slow(Held(self._ts_day, payload, kind, _stamp(payload)))
@@ -240,24 +237,28 @@ class ChainWriter:
 
     def _on_write_error(self, exc: OSError) -> None:
         self._slow = True
-        self.buffer.note_error(exc, self.now_stamp())
+        self.buffer.note_error(exc, chain.format_timestamp(self._tick()))
 
-    def now_stamp(self) -> str:
-        """A timestamp for what the writer records about itself (lock held)."""
-        now = max(self._clock(), self.last_ns)
+    def _tick(self) -> int:
+        """The clock in epoch ns, never earlier than the last record: the trail never goes
+        back in time (lock held)."""
+        now = self._clock()
+        if now < self.last_ns:
+            now = self.last_ns
         self.last_ns = now
-        return chain.format_timestamp(now)
+        return now
 
     def _own(self, kind: AuditEventType, operation: str, data: dict[str, Any]) -> Held:
         """A record of the writer about itself, written under the lock it already holds."""
-        stamp = self.now_stamp()
+        now = self._tick()
+        prefix, day = chain.second_prefix(now // 1_000_000_000)
         rest = orjson.dumps(
             {"event_type": kind.value, "operation": operation, "additional_data": data},
             default=json_default,
             option=OPTIONS,
         )
-        payload = b'%s%s",%s' % (chain.TIMESTAMP_PREFIX, stamp.encode(), rest[1:-1])
-        return Held(stamp[:10].replace("-", ""), payload, kind.value, stamp)
+        payload = chain.STAMPED % (prefix, now // 1000 % 1_000_000, rest[1:-1])
+        return Held(day, payload, kind.value, _stamp(payload))
 
 
 def _last_byte(path: Path, size: int) -> bytes:
