@@ -24,7 +24,9 @@ is down — and per symbol:
 Everything is recorded under the trade's trace id (from the bot's client ids
 on the symbol, or the trade's stop plan). An order update saying a stop-loss
 was REJECTED or EXPIRED is recorded at once (``api_error``, operation
-``stop_loss_not_filled``) and wakes the supervisor for an immediate check.
+``stop_loss_lost``) and wakes the supervisor for an immediate check; one
+cancelled by someone else (by hand) only wakes it: the check records a gap if
+there is one (the bot's own cancels may report before it knows of them).
 A symbol whose lock is held (a trade in progress) is looked at again shortly.
 """
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,7 +53,9 @@ from bot.models import OrderResult, OrderStatus, OrderUpdate, Position
 
 log = logging.getLogger("bot.supervisor")
 
-NOT_FILLED = frozenset({OrderStatus.REJECTED, OrderStatus.EXPIRED})
+# A stop-loss that ends without filling: rejected or expired at trigger, or cancelled
+# by someone else (the bot's own cancels are known to the execution manager).
+LOST = frozenset({OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.CANCELED})
 _BUSY_RETRY = 0.5  # seconds before a symbol that was busy is looked at again
 _REMEMBERED = 10_000
 
@@ -85,18 +90,22 @@ class ProtectionSupervisor:
         self._interval = interval
         self._wake = threading.Event()
         self._guard = threading.Lock()
-        self._causes: dict[str, str] = {}  # symbol -> why it is checked out of turn
+        self._causes: dict[str, tuple[str, float]] = {}  # symbol -> (why it is checked, when)
         self._noticed: OrderedDict[str, None] = OrderedDict()  # stops already reported
         self.stats = SupervisorStats()
 
     # --------------------------------------------------------------- events
 
     def on_order_update(self, update: OrderUpdate) -> None:
-        """A stop-loss REJECTED or EXPIRED at the venue: record it, check its symbol now."""
+        """A stop-loss REJECTED, EXPIRED or cancelled elsewhere: record it, check its symbol now."""
         parsed = parse_client_order_id(update.client_order_id)
-        if parsed is None or parsed[1] not in STOP_ROLES or update.status not in NOT_FILLED:
+        if parsed is None or parsed[1] not in STOP_ROLES or update.status not in LOST:
             return
         if self._execution.cancelled_here(update.client_order_id):
+            return
+        cause = f"stop_loss_{update.status.value.lower()}"
+        if update.status is OrderStatus.CANCELED:
+            self._wake_for(update.symbol, cause)
             return
         with self._guard:  # the algo and the triggered order may both report it
             if update.client_order_id in self._noticed:
@@ -104,10 +113,9 @@ class ProtectionSupervisor:
             self._noticed[update.client_order_id] = None
             while len(self._noticed) > _REMEMBERED:
                 self._noticed.popitem(last=False)
-        cause = f"stop_loss_{update.status.value.lower()}"
         with trace(parsed[0]):
             self._audit.log_api_error(
-                "stop_loss_not_filled",
+                "stop_loss_lost",
                 {
                     "error_type": cause,
                     "error_message": f"stop-loss {update.status.value}: the position may be open",
@@ -115,9 +123,12 @@ class ProtectionSupervisor:
                 },
                 symbol=update.symbol,
             )
+        self.stats.stops_not_filled += 1
+        self._wake_for(update.symbol, cause)
+
+    def _wake_for(self, symbol: str, cause: str) -> None:
         with self._guard:
-            self.stats.stops_not_filled += 1
-            self._causes[update.symbol] = cause
+            self._causes[symbol] = (cause, time.monotonic())
         self._wake.set()
 
     # ------------------------------------------------------------------ loop
@@ -167,15 +178,17 @@ class ProtectionSupervisor:
         return orders, self._execution.read_position(symbol)
 
     def _check(self, symbol: str) -> str:
+        started = time.monotonic()
         orders, position = self._read(symbol)
         if self._needs_action(orders, position):
             orders, position = self._read(symbol)  # confirm before acting
-        if not self._needs_action(orders, position):
-            with self._guard:
-                self._causes.pop(symbol, None)
-            return "none"
+        needed = self._needs_action(orders, position)
         with self._guard:
-            cause = self._causes.pop(symbol, "no_stop_loss_listed")
+            cause, at = self._causes.get(symbol, ("no_stop_loss_listed", 0.0))
+            if needed or at < started:  # a cause newer than these reads waits for the next round
+                self._causes.pop(symbol, None)
+        if not needed:
+            return "none"
         ours = [o for o in orders if parse_client_order_id(o.client_order_id) is not None]
         if position.is_open:
             return self._repair(position, orders, ours, cause)

@@ -231,12 +231,14 @@ def _fill_report(
         error = r.get("error") or {}
         if operation == "protection_check":
             repairs[f"protection_check:{extra.get('action')}"] += 1
-        elif operation == "stop_loss_not_filled":
+        elif operation == "stop_loss_lost":
             repairs[f"noticed:{error.get('error_type')}"] += 1
         elif r["event_type"] == "order_placed" and operation in (
             "replace_sl_order",
             "close_unprotected_position",
+            "close_unprotected_position_limit_ioc",
             "close_position",
+            "close_position_limit_ioc",
         ):
             repairs[f"placed:{operation}"] += 1
         elif r["event_type"] == "retry_attempt":

@@ -171,7 +171,7 @@ def test_stop_loss_rejected_at_trigger_is_repaired_at_once_from_the_event(
     wait_until(lambda: flat(rig.fake), 20, "the unprotected position closed")
     assert algo_status(rig.fake, SL) == "REJECTED"
     assert rig.fake.longest_unprotected("BTCUSDT") < RETRY_CYCLE
-    (noticed,) = rig.records("api_error", "stop_loss_not_filled")
+    (noticed,) = rig.records("api_error", "stop_loss_lost")
     assert noticed["error"]["error_type"] == "stop_loss_rejected"
     assert noticed["trace_id"] == TRACE
     (found,) = rig.records("position_query", "protection_check")
@@ -204,11 +204,14 @@ def test_triggered_stop_that_expires_is_found_without_the_user_stream(
     assert rig.wait_for("order_placed", "close_unprotected_position")
 
 
-def test_a_stop_loss_lost_at_the_venue_is_placed_again_at_its_price(
+def test_a_stop_loss_cancelled_by_hand_is_placed_again_at_its_price_at_once(
     rig: Rig, supervising: Any
 ) -> None:
+    supervisor = rig.supervisor(interval=60.0)  # the cancel event wakes it
+    rig.exchange.subscribe_order_updates(supervisor.on_order_update)
+    assert rig.exchange.streams.wait_connected("user_data_stream", 10)
     rig.trade()
-    supervising(rig.supervisor(interval=0.5))
+    supervising(supervisor)
 
     rig.fake.venue.cancel_algo_order({"clientAlgoId": SL})  # e.g. cancelled by hand
 
@@ -216,9 +219,10 @@ def test_a_stop_loss_lost_at_the_venue_is_placed_again_at_its_price(
     (stop,) = rig.fake.open_stop_losses("BTCUSDT")
     assert (stop["clientAlgoId"], Decimal(stop["triggerPrice"])) == (REPLACED, Decimal(49000))
     assert rig.fake.position_amount("BTCUSDT") == Decimal("0.01")
-    assert rig.fake.longest_unprotected("BTCUSDT") <= 0.5 + RETRY_CYCLE
+    assert rig.fake.longest_unprotected("BTCUSDT") <= RETRY_CYCLE
     (found,) = rig.records("position_query", "protection_check")
     assert found["additional_data"]["action"] == "replace_stop_loss"
+    assert found["additional_data"]["cause"] == "stop_loss_canceled"
     (placed,) = rig.wait_for("order_placed", "replace_sl_order")
     assert placed["trace_id"] == TRACE
 
