@@ -146,9 +146,11 @@ def _summary(directory: Path, cache: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(name: str, directory: Path) -> dict[str, Any]:
+def measure(name: str, directory: Path, *, reuse: bool) -> dict[str, Any]:
     cache = BASE / f"cache-{name}"
-    shutil.rmtree(cache, ignore_errors=True)
+    if not reuse:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(cache.with_name(cache.name + "-summary"), ignore_errors=True)
     fmt = {"dir": str(directory), "cache": str(cache)}
     print(f"\n{name}: {directory}")
     first = _child(_STORE.format(**fmt, verify=True))
@@ -213,6 +215,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=8_000_000)
     parser.add_argument("--days", type=int, default=60)
+    parser.add_argument(
+        "--reuse-cache",
+        action="store_true",
+        help="keep the day index caches of the previous run (the first indexing is then warm)",
+    )
     args = parser.parse_args()
     per_day = args.records // args.days
     end = time.time()
@@ -222,8 +229,8 @@ def main() -> None:
     print("generating (cached between runs):")
     generate(one, per_day, 1, end)
     generate(many, args.records, args.days, end)
-    small = measure("1 day", one)
-    large = measure(f"{args.days} days", many)
+    small = measure("1 day", one, reuse=args.reuse_cache)
+    large = measure(f"{args.days} days", many, reuse=args.reuse_cache)
     changed_day(many, f"{args.days} days")
     appends(many, f"{args.days} days")
     ratio = large["cold"]["seconds"] / small["cold"]["seconds"]

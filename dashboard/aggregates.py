@@ -25,13 +25,11 @@ from typing import Any
 import orjson
 
 from bot.audit.dayindex import (
-    CAPPED,
     DAY,
     EXIT_KINDS,
     FEE,
     LOSSES,
     NET,
-    ORDER_OUTCOMES,
     PNL,
     R_BOT,
     R_ENTRY,
@@ -45,7 +43,6 @@ from bot.audit.dayindex import (
     R_SYMBOL,
     R_TRACE,
     R_TS,
-    RISK_REJECTION,
     T_BOT,
     T_FEES,
     T_PRICE,
@@ -171,7 +168,6 @@ class Aggregates:
         recent_limit: int,
         trace_limit: int,
         trace_events_limit: int,
-        capped_limit: int,
         exact_limit: int,
     ) -> None:
         self.days: dict[tuple[str, str], DayIndex] = {}
@@ -179,7 +175,6 @@ class Aggregates:
         self._recent_limit = recent_limit
         self._trace_limit = trace_limit
         self._trace_events_limit = trace_events_limit
-        self._capped_limit = capped_limit
         self._exact_limit = exact_limit
         self.exact_ts: list[float] = []
         self.exact_keys: list[Key] = []
@@ -453,7 +448,7 @@ class Aggregates:
             if bot is not None and name != bot:
                 continue
             state = states.get(name)
-            active = [p for p in protections.get(name, []) if state is None or p.ts >= 0]
+            active = protections.get(name, [])
             if state is None:
                 out[name] = ControlState(name, "active", None, "", "", active)
             else:
@@ -489,8 +484,6 @@ class Aggregates:
 
 
 EXIT_NAMES = tuple(EXIT_KINDS.values())
-DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))
-__all__ = ["CAPPED", "DETAILED"]
 
 
 def _select(out: Counter[Key], by_key: dict[Key, int], symbol: str | None, bot: str | None) -> None:

@@ -164,7 +164,6 @@ class TrailStore:
             recent_limit=recent_limit,
             trace_limit=trace_limit,
             trace_events_limit=trace_events_limit,
-            capped_limit=capped_limit,
             exact_limit=exact_limit,
         )
         self._lock = threading.Lock()  # the aggregates

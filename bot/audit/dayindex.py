@@ -10,7 +10,8 @@ A DayIndex holds, per bucket (minutes; hours once coarsened for old days):
 
 * ``counts``: (bot, event_type, symbol, detail) -> records, where detail is the
   reason of a risk rejection or the order type of an order event;
-* ``sums``: (bot, symbol, measure) -> amount, the trading results (MEASURES);
+* ``sums``: (bot, symbol, measure) -> amount, the trading results (realized PnL and
+  fees per fill; trades, wins, losses, net PnL and exit kinds per closed trade);
 * ``errors``: (bot, symbol, "code message") -> order rejections by the venue's error;
 
 besides the capped quantities, equity points, control acts, positions still open at
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.audit import chain
 from bot.audit.chaincheck import ChainCheck, ChainEnds
@@ -57,35 +58,17 @@ ENTRY_ROLE = "e"
 # measures of ``sums``: per fill (realized PnL, fees) and per closed trade (at its exit)
 PNL, FEE = "realized_pnl", "fees"
 TRADES, WINS, LOSSES, NET = "trades", "wins", "losses", "trade_net"
-MEASURES = (PNL, FEE, TRADES, WINS, LOSSES, NET, *EXIT_KINDS.values())
 
 CAPPED_LIMIT = 20_000  # capped quantities kept per day (the newest)
 CAPPED_SUMMARY = 500  # of which the hour-level part of a cache entry holds the newest
 PROTECTION_LIMIT = 1_000
 MALFORMED_LIMIT = 50
 
-# a signal row: [ts, bot, symbol, side, strategy, trace_id, outcome, reason,
-#                entry_price, fill_price, exit_price, exit_kind, pnl, capped]
-ROW_FIELDS = (
-    "time",
-    "bot",
-    "symbol",
-    "side",
-    "strategy",
-    "trace_id",
-    "outcome",
-    "reason",
-    "entry_price",
-    "fill_price",
-    "exit_price",
-    "exit_kind",
-    "pnl",
-    "capped",
-)
-(R_TS, R_BOT, R_SYMBOL, R_SIDE, R_STRATEGY, R_TRACE, R_OUTCOME, R_REASON, R_ENTRY, R_FILL) = range(
-    10
-)
-R_EXIT, R_EXIT_KIND, R_PNL, R_CAPPED = 10, 11, 12, 13
+# A signal row is a list (rows are many and mutated as the trace goes on), by position:
+# [time, bot, symbol, side, strategy, trace_id, outcome, reason, entry_price (the
+#  signal's), fill_price, exit_price, exit_kind, pnl, capped]
+(R_TS, R_BOT, R_SYMBOL, R_SIDE, R_STRATEGY, R_TRACE, R_OUTCOME) = range(7)
+(R_REASON, R_ENTRY, R_FILL, R_EXIT, R_EXIT_KIND, R_PNL, R_CAPPED) = range(7, 14)
 
 # an open trade: [bot, symbol, side, quantity, entry_price, opened_at, realized, fees]
 T_BOT, T_SYMBOL, T_SIDE, T_QTY, T_PRICE, T_TS, T_REALIZED, T_FEES = range(8)
@@ -213,12 +196,8 @@ class DayIndex:
                 offsets.append(offset)
         extra = _EXTRAS.get(kind)
         if extra is not None:
-            extra(self, record, ts, bucket, bot, symbol, detail, trace_id)
+            extra(self, record, _At(ts, bucket, bot, symbol, detail, trace_id))
         return key
-
-    def _heartbeat(self, ts: float, bot: str) -> None:
-        if ts > self.last_heartbeat.get(bot, -1.0):
-            self.last_heartbeat[bot] = ts
 
     def _signal(self, trace_id: str | None) -> list[Any] | None:
         if not trace_id or self.signals is None:
@@ -404,20 +383,28 @@ class DayIndex:
 _DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))
 
 
-def _signal_processing(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
-) -> None:
-    trace_id = rest[1]
-    if not trace_id or index.signals is None:
+class _At(NamedTuple):
+    """Where a record counts: what ``DayIndex.add`` already worked out, for the extras."""
+
+    ts: float
+    bucket: int
+    bot: str
+    symbol: str
+    detail: str
+    trace_id: str | None
+
+
+def _signal_processing(index: DayIndex, record: Record, at: _At) -> None:
+    if not at.trace_id or index.signals is None:
         return
     data = record.get("additional_data") or {}
-    index.signals[trace_id] = [
-        ts,
-        bot,
-        symbol,
+    index.signals[at.trace_id] = [
+        at.ts,
+        at.bot,
+        at.symbol,
         _text(data.get("signal_type")),
         _text(data.get("strategy")),
-        trace_id,
+        at.trace_id,
         "pending",
         None,
         _optional_number(data.get("entry_price")),
@@ -429,24 +416,17 @@ def _signal_processing(
     ]
 
 
-def _outcome(outcome: str) -> Any:
-    def extra(
-        index: DayIndex,
-        record: Record,
-        ts: float,
-        bucket: int,
-        bot: str,
-        symbol: str,
-        detail: str,
-        trace_id: str | None,
-    ) -> None:
-        row = index._signal(trace_id)
+def _outcome(outcome: str) -> Callable[[DayIndex, Record, _At], None]:
+    """The extra of a record that settles a signal's outcome."""
+
+    def extra(index: DayIndex, record: Record, at: _At) -> None:
+        row = index._signal(at.trace_id)
         if row is None:
             return
         if outcome == "capped":
             row[R_CAPPED] = True
         elif outcome == "rejected":
-            row[R_OUTCOME], row[R_REASON] = outcome, detail
+            row[R_OUTCOME], row[R_REASON] = outcome, at.detail
         elif outcome == "failed":
             data = record.get("additional_data") or {}
             row[R_OUTCOME], row[R_REASON] = outcome, _text(data.get("error_type")) or None
@@ -456,63 +436,50 @@ def _outcome(outcome: str) -> Any:
     return extra
 
 
-def _order_rejected(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
-) -> None:
+def _order_rejected(index: DayIndex, record: Record, at: _At) -> None:
     error = record.get("error") or {}
     text = f"{error.get('error_code')} {error.get('error_message', '')}".strip()
-    _add(index.errors, bucket, (bot, symbol, text), 1)
+    _add(index.errors, at.bucket, (at.bot, at.symbol, text), 1)
 
 
-def _order_filled(
-    index: DayIndex,
-    record: Record,
-    ts: float,
-    bucket: int,
-    bot: str,
-    symbol: str,
-    detail: str,
-    trace_id: str | None,
-) -> None:
-    index._fill(record, ts, bucket, bot, symbol, trace_id)
+def _order_filled(index: DayIndex, record: Record, at: _At) -> None:
+    index._fill(record, at.ts, at.bucket, at.bot, at.symbol, at.trace_id)
 
 
-def _capped(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
-) -> None:
+_SETTLE_CAPPED = _outcome("capped")
+
+
+def _capped(index: DayIndex, record: Record, at: _At) -> None:
     data = record.get("additional_data") or {}
     index.capped.append(
         (
-            ts,
-            bot,
-            symbol,
+            at.ts,
+            at.bot,
+            at.symbol,
             _number(data.get("requested_quantity")),
             _number(data.get("capped_quantity")),
         )
     )
     if len(index.capped) > 2 * CAPPED_LIMIT:
         del index.capped[:-CAPPED_LIMIT]
-    _outcome("capped")(index, record, ts, bucket, bot, symbol, *rest)
+    _SETTLE_CAPPED(index, record, at)
 
 
-def _heartbeat(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any
-) -> None:
-    index._heartbeat(ts, bot)
+def _heartbeat(index: DayIndex, record: Record, at: _At) -> None:
+    if at.ts > index.last_heartbeat.get(at.bot, -1.0):
+        index.last_heartbeat[at.bot] = at.ts
 
 
-def _balance(index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any) -> None:
+def _balance(index: DayIndex, record: Record, at: _At) -> None:
     balance = _optional_number((record.get("response") or {}).get("wallet_balance"))
     if balance is not None:
-        index.equity.setdefault(bot, {})[bucket] = (ts, balance)
+        index.equity.setdefault(at.bot, {})[at.bucket] = (at.ts, balance)
 
 
-def _state_changed(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, *rest: Any
-) -> None:
+def _state_changed(index: DayIndex, record: Record, at: _At) -> None:
     data = record.get("additional_data") or {}
-    index.states[bot] = (
-        ts,
+    index.states[at.bot] = (
+        at.ts,
         _text(data.get("to")),
         _text(data.get("from")),
         _text(data.get("reason")),
@@ -520,19 +487,17 @@ def _state_changed(
     )
 
 
-def _protection(
-    index: DayIndex, record: Record, ts: float, bucket: int, bot: str, symbol: str, *rest: Any
-) -> None:
+def _protection(index: DayIndex, record: Record, at: _At) -> None:
     data = record.get("additional_data") or {}
     until = data.get("until")
     until_ts = chain.timestamp_seconds(until) if isinstance(until, str) else _optional_number(until)
-    scope = _text(data.get("symbol")) or symbol or None
-    index.protections.append((ts, bot, _text(data.get("protection")), scope, until_ts, data))
+    scope = _text(data.get("symbol")) or at.symbol or None
+    index.protections.append((at.ts, at.bot, _text(data.get("protection")), scope, until_ts, data))
     if len(index.protections) > 2 * PROTECTION_LIMIT:
         del index.protections[:-PROTECTION_LIMIT]
 
 
-_EXTRAS: dict[str, Any] = {
+_EXTRAS: dict[str, Callable[[DayIndex, Record, _At], None]] = {
     "signal_processing": _signal_processing,
     RISK_REJECTION: _outcome("rejected"),
     CAPPED: _capped,
@@ -545,6 +510,7 @@ _EXTRAS: dict[str, Any] = {
     "trading_state_changed": _state_changed,
     "protection_triggered": _protection,
 }
+"""What records of some event types add besides their count (the rest of the rule)."""
 
 
 def _buckets_out(index: DayIndex) -> dict[str, Any]:
