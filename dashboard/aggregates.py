@@ -269,7 +269,13 @@ class Aggregates:
         if end <= start:
             return out
         edges: list[tuple[float, float]] = []
-        for index in self.indexes(start, end):
+        for first, trail, day in self._order:
+            if first + DAY <= start or first >= end:
+                continue
+            index = self.days[(trail, day)]
+            if start <= first and first + DAY <= end:  # the whole day
+                _select(out, index.totals, symbol, bot)
+                continue
             size = index.resolution
             for bucket, by_key in index.counts.items():
                 if bucket + size <= start or bucket >= end:

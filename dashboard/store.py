@@ -102,6 +102,8 @@ _GAP = "audit_gap"
 _RECOVERED = "audit_recovered"
 _HANDOFF_SECONDS = 0.0002  # the ingest thread's pause after publishing, when a reader waits
 _KEEP_SECONDS = 60.0  # how often the index of a live day is written to the cache
+_CHUNK_BYTES = 8 << 20  # the most a follower reads of one file per poll
+_LARGE_POLL = 10_000  # a poll that returned this many lines may have more waiting
 
 
 def epoch_seconds(stamp: str) -> float:
@@ -118,7 +120,9 @@ class _Trail:
     def __init__(self, name: str, directory: Path, on_reset: Callable[[str, str], None]) -> None:
         self.name = name
         self.directory = directory
-        self.follower = TrailFollower(directory, on_reset=lambda day: on_reset(name, day))
+        self.follower = TrailFollower(
+            directory, chunk_bytes=_CHUNK_BYTES, on_reset=lambda day: on_reset(name, day)
+        )
         self.checks: dict[str, ChainCheck] = {}
         self.reverified: set[str] = set()
         self.kept: dict[str, int] = {}  # day -> records when last written to the cache
@@ -247,7 +251,11 @@ class TrailStore:
             gc.disable()  # a batch allocates many containers: collect after publishing
             try:
                 for trail in self._trails.values():
-                    count += self._publish(trail, trail.follower.poll_lines())
+                    while True:  # a large first read comes in pieces (chunk_bytes each)
+                        lines = trail.follower.poll_lines()
+                        count += self._publish(trail, lines)
+                        if len(lines) < _LARGE_POLL:
+                            break
             finally:
                 if collecting:
                     gc.enable()

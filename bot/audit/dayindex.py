@@ -144,6 +144,8 @@ class DayIndex:
     entry is not in this file (a trade opened on an earlier day)."""
     chain: ChainEnds = field(default_factory=ChainEnds)
     records: int = 0
+    totals: dict[Key, int] = field(default_factory=dict)
+    """The day's counts summed over its buckets (a window holding the whole day)."""
     malformed: dict[str, int] = field(default_factory=dict)
     malformed_lines: list[tuple[int, str, str]] = field(default_factory=list)
     """(line number, reason, preview) of the first MALFORMED_LIMIT malformed lines."""
@@ -175,6 +177,8 @@ class DayIndex:
         if counts is None:
             counts = self.counts[bucket] = {}
         counts[key] = counts.get(key, 0) + 1
+        totals = self.totals
+        totals[key] = totals.get(key, 0) + 1
         self.records += 1
         stamp: str = record["timestamp"]
         span = self.spans.get((bot, symbol))
@@ -334,6 +338,7 @@ class DayIndex:
             "cross_exits": self.cross_exits,
             "chain": self.chain.__dict__,
             "records": self.records,
+            "totals": [[*key, n] for key, n in self.totals.items()],
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines,
             "offset": self.offset,
@@ -373,6 +378,7 @@ class DayIndex:
         index.cross_exits = {k: tuple(v) for k, v in summary["cross_exits"].items()}
         index.chain = ChainEnds(**summary["chain"])
         index.records, index.malformed = summary["records"], summary["malformed"]
+        index.totals = {(b, k, s, d): n for b, k, s, d, n in summary["totals"]}
         index.malformed_lines = [tuple(m) for m in summary["malformed_lines"]]
         index.offset, index.lines = summary["offset"], summary["lines"]
         index.signals = detail["signals"] if detail is not None else None
