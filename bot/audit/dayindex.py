@@ -496,7 +496,10 @@ def _state_changed(index: DayIndex, record: Record, at: _At) -> None:
 def _protection(index: DayIndex, record: Record, at: _At) -> None:
     data = record.get("additional_data") or {}
     until = data.get("until")
-    until_ts = chain.timestamp_seconds(until) if isinstance(until, str) else _optional_number(until)
+    # an end may lie far ahead: the record timestamp rule bounds years, so allow any here
+    until_ts = (
+        chain.timestamp_seconds(until, 9999) if isinstance(until, str) else _optional_number(until)
+    )
     scope = _text(data.get("symbol")) or at.symbol or None
     index.protections.append((at.ts, at.bot, _text(data.get("protection")), scope, until_ts, data))
     if len(index.protections) > 2 * PROTECTION_LIMIT:

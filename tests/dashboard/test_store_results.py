@@ -184,6 +184,7 @@ def test_open_positions_equity_and_control_state(store: TrailStore) -> None:
     control = store.control_state()["bot"]
     assert (control.state, control.source, control.reason) == ("halted", "operator", "r")
     assert [(p.name, p.symbol) for p in control.protections] == [("cooldown", "BTCUSDT")]
+    assert control.protections[0].until == 4_070_908_800.0  # 2099-01-01, not "no end"
 
 
 def test_a_trace_of_an_older_day_is_found_through_the_day_index(store: TrailStore) -> None:
