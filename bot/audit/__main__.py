@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--symbol", help="only this symbol, e.g. BTCUSDT")
     summary.add_argument("--top", type=int, default=5, help="rejection reasons shown (5)")
     summary.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    summary.add_argument(
+        "--cache-dir",
+        help="where day indexes are kept (default $AUDIT_CACHE_DIR, else ~/.cache/audited-bot)",
+    )
     summary.set_defaults(run=_summary)
 
     compress = commands.add_parser(
@@ -285,7 +289,7 @@ def _summary(args: argparse.Namespace, directory: Path) -> int:
         until,
         args.symbol,
         workers=args.workers,
-        cache_dir=default_cache_dir(os.environ),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ),
         hmac_key=_key(),
         progress=sys.stderr,
     )
