@@ -43,7 +43,7 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-BENCHMARKS := audit_write audit_cli decision_latency dashboard_ingest archive_metrics controls
+BENCHMARKS := audit_write audit_cli decision_latency dashboard_ingest dashboard_viewers archive_metrics controls
 
 bench: $(STAMP_DEV) $(STAMP_NATIVE)  ## every benchmark, each against its baselines in the same run
 	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done

@@ -1,6 +1,6 @@
 """What open dashboard tabs cost the server (issue 14), in real headless Chromium.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/dashboard_viewers.py [--seconds 60] [--baseline REV]
+    .venv/bin/python -m benchmarks.dashboard_viewers [--seconds 60] [--baseline REV]
 
 Starts ``streamlit run dashboard/app.py`` on a free port over a fresh trail (a few
 hundred signals written by the real AuditLogger), opens the Overview in Debian's
@@ -37,10 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bot.audit import AuditLogger
 
-from bot.audit import AuditLogger  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -24,7 +24,7 @@ from dashboard.metrics import RATE_METRICS, Period, rate
 BucketSeries = Sequence[tuple[float, Mapping[str, int]]]
 """(bucket start in epoch seconds, event_type -> count), oldest first."""
 
-HEIGHT = 320
+HEIGHT = 360
 OTHER = "other"
 
 COLORS: dict[str, str] = {
@@ -76,7 +76,8 @@ def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT) -> go.Figu
         title={"text": title, "x": 0.0, "xanchor": "left"},
         height=height,
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
+        # below the plot: above it, a legend that wraps climbs into the title
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0.0},
         hovermode="x unified",
         uirevision="keep",  # live updates keep the user's zoom and hidden traces
     )

@@ -229,12 +229,15 @@ def current() -> Context:
     return ctx
 
 
-def switch_to(name: str, **params: str) -> None:
-    """Open another page with the current filters (the URL) and ``params`` added."""
-    query = {k: st.query_params.get_all(k) for k in st.query_params} | {
-        k: [v] for k, v in params.items()
-    }
-    st.switch_page(page_file(name), query_params=query)
+def switch_to(name: str, **state: str) -> None:
+    """Open another page. ``state``: widget values for that page (e.g. ``trace``), set
+    before its widgets exist and put in the URL; the sidebar's filters keep their values.
+
+    Streamlit refuses to set (or clear) a widget-bound URL parameter directly, so only
+    ``state`` is passed (never None, which would clear the bound ones)."""
+    for key, value in state.items():
+        st.session_state[key] = value
+    st.switch_page(page_file(name), query_params=state)
 
 
 # ------------------------------------------------------------------ formatting

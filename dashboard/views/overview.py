@@ -24,7 +24,7 @@ OUTCOME_OF_METRIC = {
     "order_rejection_rate": "failed",
     "execution_failure_rate": "failed",
 }
-GOTO_SIGNALS = "_goto_signals"  # session state: URL parameters for the Signals page
+GOTO_SIGNALS = "_goto_signals"  # session state: a rates point was selected on the Overview
 
 
 def page(ctx: Context) -> None:
@@ -36,9 +36,8 @@ def page(ctx: Context) -> None:
     with right:
         rejection_rates(ctx, key="overview_rates", open_signals=True)
     capping(ctx)
-    params = st.session_state.pop(GOTO_SIGNALS, None)
-    if params:
-        frame.switch_to("signals", **params)
+    if st.session_state.pop(GOTO_SIGNALS, False):
+        frame.switch_to("signals")  # the selection's filters are already set
 
 
 def window_counts(ctx: Context) -> Any:
@@ -179,9 +178,8 @@ def rejection_rates(ctx: Context, *, key: str, open_signals: bool = False) -> No
     )
 
     def picked() -> None:
-        params = pick_bucket(key, v.step, fig)
-        if params is not None and open_signals:
-            st.session_state[GOTO_SIGNALS] = params
+        if pick_bucket(key, v.step, fig) is not None and open_signals:
+            st.session_state[GOTO_SIGNALS] = True
 
     frame.chart(fig, key, on_select=picked, selection_mode="points")
     counts = window_counts(ctx)

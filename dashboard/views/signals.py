@@ -132,7 +132,8 @@ def open_selected_trace() -> None:
 def trace_view(ctx: Context) -> None:
     st.subheader("Trace")
     recent = ctx.panel("trace_ids", lambda: ctx.store.recent_trace_ids(50, bot=ctx.view.bot))
-    asked = st.query_params.get("trace")  # a link's trace may be older than the recent ones
+    # a link's or a selected row's trace may be older than the recent ones
+    asked = st.session_state.get("trace") or st.query_params.get("trace")
     trace_id = st.selectbox(
         "Trace id (select a signal above, choose a recent one, or paste any id)",
         recent if asked is None or asked in recent else [asked, *recent],

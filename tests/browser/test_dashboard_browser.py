@@ -203,6 +203,15 @@ def test_a_signal_row_opens_its_trace_and_a_trace_link_opens_cold(
     page.goto(server.url + "/signals")
     grid = page.locator('[data-testid="stDataFrame"]').filter(has_text="outcome")
     expect(grid).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("2 signals (last 1h")).to_be_visible()
+
+    # Selecting the reason's bar lists the signals rejected for it.
+    reasons = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="rejection reasons")
+    click_centre(page, reasons.locator("g.trace.bars path").first)
+    expect(page.get_by_role("combobox", name="Reason")).to_have_value(
+        "existing_position", timeout=DEADLINE_MS
+    )
+    expect(page.get_by_text("1 signals (last 1h")).to_be_visible(timeout=DEADLINE_MS)
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
@@ -214,11 +223,41 @@ def test_a_signal_row_opens_its_trace_and_a_trace_link_opens_cold(
     # The same trace from a cold URL on the default page: it opens on the Signals page.
     page.goto("about:blank")
     page.goto(server.url + "/?trace=browser0001n")
-    expect(page).to_have_url(re.compile(r"/signals\?.*trace=browser0001n"))
-    expect(page.get_by_role("combobox", name=re.compile("Trace id"))).to_have_value("browser0001n")
+    expect(page.get_by_role("combobox", name=re.compile("Trace id"))).to_have_value(
+        "browser0001n", timeout=DEADLINE_MS
+    )
+    expect(page).to_have_url(re.compile(r"/signals\?.*trace=browser0001n"), timeout=DEADLINE_MS)
     events = page.locator('[data-testid="stDataFrame"]').filter(has_text="event_type")
     expect(events).to_contain_text("trade_executed", timeout=DEADLINE_MS)
     page.screenshot(path=str(ARTIFACTS / "dashboard-trace.png"), full_page=True)
+
+
+def click_centre(page: Any, locator: Any) -> None:
+    """A real mouse click in the middle of an SVG shape (plotly listens above the shapes)."""
+    locator.wait_for(timeout=DEADLINE_MS)
+    box = locator.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_a_point_of_the_overview_rates_opens_that_buckets_signals(
+    tmp_path: Path,
+    streamlit_server: Callable[[Mapping[str, str]], Server],
+    browser_page: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    audit_dir = tmp_path / "audit"
+    with AuditLogger(audit_dir, fsync_interval=3600, checkpoint_interval=1e9) as logger:
+        write_signal(logger, 1, rejected=True)
+    server = start_dashboard(streamlit_server, tmp_path, audit_dir)
+    page = browser_page
+    page.goto(server.url)
+    rates = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Rejection rates")
+    click_centre(page, rates.locator("g.trace.scatter path.point").first)
+    expect(page).to_have_url(re.compile(r"/signals"), timeout=DEADLINE_MS)
+    expect(page.get_by_role("textbox", name="From (UTC)")).to_be_visible(timeout=DEADLINE_MS)
+    expect(page.get_by_role("combobox", name="Outcome")).to_have_value("rejected")
+    expect(page.get_by_text("1 signals (custom range")).to_be_visible(timeout=DEADLINE_MS)
 
 
 def test_two_bots_are_shown_together_and_apart_from_a_cold_url(
