@@ -171,9 +171,11 @@ class HistoryIndexer:
     def busy(self) -> bool:
         return bool(self.pending or self._running)
 
-    @property
-    def running_trails(self) -> set[str]:
-        return {day.trail for day in self._running.values()}
+    def trails_left(self) -> set[str]:
+        """The trails with days still to index (safe to call from any thread: it only
+        copies the containers, which is atomic under the GIL)."""
+        days = list(self.pending) + list(self._running.values())
+        return {day.trail for day in days}
 
     def add(self, days: list[PendingDay]) -> None:
         self.pending.extend(days)

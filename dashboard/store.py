@@ -216,7 +216,7 @@ class TrailStore:
             self._history.close()
             atexit.unregister(self.stop)
             with self._ingest_lock:
-                self._keep_live(force=True)
+                self._keep_live()
 
     @property
     def running(self) -> bool:
@@ -227,7 +227,7 @@ class TrailStore:
         self._refresh(history_budget=1)
         if time.monotonic() - self._last_keep > _KEEP_SECONDS:
             with self._ingest_lock:
-                self._keep_live(force=False)
+                self._keep_live()
         return bool(self._history.pending)
 
     # -------------------------------------------------------------- ingest
@@ -260,7 +260,7 @@ class TrailStore:
                 if collecting:
                     gc.enable()
             for trail in opened:  # what a first start read is kept at once
-                self._keep_trail(trail, force=False)
+                self._keep_trail(trail)
             if history_budget != 0 and self._history.busy:
                 count += self._take_history(self._history.advance(wait=history_budget is None))
             return count
@@ -426,13 +426,14 @@ class TrailStore:
             owner.checks.pop(day, None)
             owner.reverified.add(f"audit_{day}.jsonl")
 
-    def _keep_live(self, *, force: bool) -> None:
+    def _keep_live(self) -> None:
         """Write the indexes of days read through the live path to the cache."""
         self._last_keep = time.monotonic()
         for trail in self._trails.values():
-            self._keep_trail(trail, force=force)
+            self._keep_trail(trail)
 
-    def _keep_trail(self, trail: _Trail, *, force: bool) -> None:
+    def _keep_trail(self, trail: _Trail) -> None:
+        """Write the indexes of the trail's days read here that changed since kept."""
         for path in chain.trail_files(trail.directory):
             day = chain.day_of_file(path)
             assert day is not None
@@ -440,7 +441,7 @@ class TrailStore:
                 index = self._agg.days.get((trail.name, day))
                 if index is None or index.signals is None:
                     continue  # not read here (loaded from the cache as it was)
-                if not force and trail.kept.get(day) == index.records:
+                if trail.kept.get(day) == index.records:
                     continue
                 if path.name.endswith(".gz") or index.offset == 0:
                     continue
@@ -816,18 +817,17 @@ class TrailStore:
                     Malformed(name, number, reason, preview)
                     for number, reason, preview in index.malformed_lines
                 )
-        with self._ingest_lock:
-            for trail in self._trails.values():
-                out.truncations += trail.follower.stats.truncations
-                out.replacements += trail.follower.stats.replacements
+        for trail in list(self._trails.values()):  # ints read without the ingest lock
+            out.truncations += trail.follower.stats.truncations
+            out.replacements += trail.follower.stats.replacements
         return out
 
     def integrity_by_bot(self) -> dict[str, IntegrityStatus]:
         """The integrity status of each trail (SPEC §9: each bot's chain on its own)."""
         out: dict[str, IntegrityStatus] = {}
-        with self._ingest_lock:
-            pending = {p.trail for p in self._history.pending} | self._history.running_trails
-            trails = list(self._trails.values())
+        # not under the ingest lock: a first start may hold it for seconds
+        pending = self._history.trails_left()
+        trails = list(self._trails.values())
         with self._lock:
             for trail in trails:
                 days = [i for i in self._agg.indexes() if i.trail == trail.name]
