@@ -629,13 +629,15 @@ class TrailStore:
     def trace(self, trace_id: str) -> list[Record]:
         """Every event of one trace, in trail order ([] when unknown).
 
-        Live traces come from memory; an older one from the trace offsets kept in the
-        day index cache (its day and the next one)."""
+        A trace the newest records hold from its signal on comes from memory; any
+        other from the trace offsets of the day indexes (in memory for the days read
+        here, else in the cache), read back from the day files."""
         with self._lock:
             lines = [line for _, line in self._agg.traces.get(trace_id, ())]
-        if lines:
-            return [orjson.loads(line) for line in lines]
-        return self._trace_from_days(trace_id)
+        records = [orjson.loads(line) for line in lines]
+        if records and records[0].get("event_type") == "signal_processing":
+            return records
+        return self._trace_from_days(trace_id) or records
 
     def _trace_from_days(self, trace_id: str) -> list[Record]:
         with self._lock:

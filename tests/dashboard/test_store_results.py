@@ -188,7 +188,34 @@ def test_open_positions_equity_and_control_state(store: TrailStore) -> None:
 
 
 def test_a_trace_of_an_older_day_is_found_through_the_day_index(store: TrailStore) -> None:
+    # F began before midnight; only its exit is among the newest records kept in memory
     events = [(r["event_type"], r.get("additional_data", {}).get("role")) for r in store.trace("F")]
     assert events[0] == ("signal_processing", None)
     assert events[-1] == ("order_filled", "x")
     assert len(events) == 6
+
+
+def test_a_trace_whose_start_is_not_in_memory_is_read_whole_from_the_day_files(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(MIDNIGHT - 600)
+    audit, options = tmp_path / "audit", {"cache_dir": tmp_path / "cache", "tail_lines": 0}
+    with AuditLogger(audit, clock=clock, fsync_interval=3600) as logger:
+        t = _Trail(logger, clock)
+        t.signal("G", "BTCUSDT", "LONG", 10.0)
+        t.executed("G", "BTCUSDT")
+        t.fill("G", "BTCUSDT", "e", "BUY", executed_qty=1, avg_price=10, commission=0.01)
+    store = TrailStore(audit, **options)  # type: ignore[arg-type]
+    store.refresh()
+    store.stop()
+    restarted = TrailStore(audit, **options)  # type: ignore[arg-type]
+    restarted.refresh()  # nothing of G in memory: tail_lines=0
+    clock.now = MIDNIGHT + 5
+    with AuditLogger(audit, clock=clock, fsync_interval=3600) as logger:
+        _Trail(logger, clock).fill("G", "BTCUSDT", "sl", "SELL", executed_qty=1, avg_price=9,
+                                   realized_pnl=-1.0, commission=0.01)  # fmt: skip
+    restarted.refresh()  # the exit arrives live, on the next day
+    kinds = [r["event_type"] for r in restarted.trace("G")]
+    assert kinds[0] == "signal_processing" and kinds[-1] == "order_filled"
+    assert len(kinds) == 6
+    restarted.stop()
