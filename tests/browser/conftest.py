@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_TIMEOUT = 90.0
 # The `streamlit` console script, as the Procfile runs it: unlike `python -m streamlit`, it
-# does not put the working directory on sys.path, so the test sees app.py's own path setup.
+# does not put the working directory on sys.path: the pages must import as the installed package.
 _SCRIPT = Path(sys.executable).with_name("streamlit")
 STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "streamlit"]
 
@@ -136,6 +136,8 @@ def browser_page() -> Iterator[Any]:
             context = browser.new_context(viewport={"width": 1500, "height": 1100})
             page = context.new_page()
             page.set_default_timeout(60_000)
+            # expect() waits 5 s by default; a loaded shared machine needs deadlines, not luck
+            sync_api.expect.set_options(timeout=60_000)
             yield page
             with contextlib.suppress(Exception):
                 context.close()
