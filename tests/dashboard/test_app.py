@@ -368,10 +368,14 @@ def test_new_records_show_up_on_the_next_run(
 
 
 def test_tabs_with_the_same_view_share_one_computation(known_trail: Path) -> None:
-    first = run_app()
+    window = {"range": "custom", "from": format_utc(time.time() - 3600)}  # a fixed window
+    first = run_app(window)
+    store = first.session_state["_context"].store
+    wait_until(lambda: store.integrity.ok, timeout=60, what="the history check")  # settled
+    first.run()
     panels = shared_panels(str(known_trail))
     computed = panels.computed
-    second = run_app()  # another tab, same data version and view
+    second = run_app(window)  # another tab, same data version and view
     assert metric(second, "Signals") == metric(first, "Signals") == "20"
     assert panels.computed == computed
 
@@ -379,7 +383,9 @@ def test_tabs_with_the_same_view_share_one_computation(known_trail: Path) -> Non
 def test_the_page_records_what_it_was_drawn_for(known_trail: Path, tmp_path: Path) -> None:
     """The watcher reruns a page only when this key moves: new records move it."""
     at = run_app()
-    ctx = at.session_state["_context"]
+    store = at.session_state["_context"].store
+    wait_until(lambda: store.integrity.ok, timeout=60, what="the history check")  # settled
+    ctx = at.run().session_state["_context"]
     drawn = ctx.live_key()
     assert ctx.live_key() == drawn  # nothing new: the page is not redrawn
     logger_clock = FakeClock(time.time() - 5)
