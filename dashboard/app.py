@@ -41,7 +41,7 @@ PAGES: list[tuple[str, str, str, str]] = [
 def main() -> None:
     st.set_page_config(page_title="Audit trail dashboard", page_icon="📒", layout="wide")
     ctx = frame.context()
-    drawn = ctx.live_key()
+    drawn = ctx.live_key(ctx.version)
     current = st.navigation(
         [
             st.Page(frame.page_file(name), title=title, icon=icon, help=text, default=i == 0)

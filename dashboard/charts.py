@@ -398,25 +398,6 @@ def order_outcomes(outcomes: Mapping[tuple[str, str], int]) -> go.Figure:
     return fig
 
 
-def event_activity(
-    series: BucketSeries, event_types: Sequence[str], *, width: float = 60.0
-) -> go.Figure:
-    """Stacked bars of the given event types per bucket (e.g. signals and trades)."""
-    fig = _base_layout(go.Figure(), "Activity")
-    buckets = rebucket(series, width)
-    if not any(counts.get(t, 0) for _, counts in buckets for t in event_types):
-        return _no_data(fig)
-    xs = [utc(start) for start, _ in buckets]
-    for event_type in event_types:
-        ys = [counts.get(event_type, 0) for _, counts in buckets]
-        if any(ys):
-            fig.add_trace(go.Bar(x=xs, y=ys, name=event_type))
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title_text="events")
-    fig.update_xaxes(title_text="time (UTC)")
-    return fig
-
-
 def _top(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
     """The ``n`` largest (ties by name), with the rest summed into ``other``."""
     ranked = sorted(((k, v) for k, v in counts.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))

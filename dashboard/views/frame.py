@@ -120,14 +120,17 @@ class Context:
         """``compute()`` once per data version, view and ``extra``, for every tab."""
         return self.panels.get((name, self.version, self.view, *extra), compute)
 
-    def live_key(self) -> tuple[Hashable, ...]:
-        """What the page on screen depends on; the page is redrawn when it changes."""
+    def live_key(self, version: int | None = None) -> tuple[Hashable, ...]:
+        """What the page on screen depends on; the page is redrawn when it changes.
+        ``version``: the data version drawn (default: the one a run would draw now)."""
+        if version is None:
+            version = self.panels.version(self.store.version)
         view = self.filters.view(time.time())
         last_event, last_beat = self.store.last_times(bot=view.bot)
         now = time.time()
         progress = self.store.history_progress
         return (
-            self.panels.version(self.store.version),
+            version,
             (progress.running, progress.done_days),
             self.monitor.version,
             view,

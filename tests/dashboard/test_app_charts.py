@@ -33,7 +33,11 @@ def test_empty_inputs_give_a_no_data_figure_not_an_exception():
         charts.capping_over_time([]),
         charts.requested_vs_capped([]),
         charts.order_outcomes({}),
-        charts.event_activity([], ["signal_processing"]),
+        charts.alert_timeline([], T0, T0 + 60),
+        charts.cumulative_pnl([(T0, 0.0)]),
+        charts.pnl_by_symbol({}),
+        charts.exits({}),
+        charts.equity([]),
     ):
         assert not fig.data
         assert fig.layout.annotations[0].text.startswith("No ")
