@@ -50,7 +50,7 @@ from bot.audit.reader import (
     Record,
     TrailFollower,
     open_trail_file,
-    parse_line,
+    read_line,
 )
 from bot.audit.trails import discover
 from dashboard.aggregates import (
@@ -311,12 +311,11 @@ class TrailStore(StoreQueries):
                 covered_all = False
             want -= len(lines)
             for line in reversed(lines):
-                record = parse_line(line, max_year)
-                if isinstance(record, str):
+                parsed = read_line(line, max_year)
+                if isinstance(parsed, str):
                     continue  # counted as malformed when the day was indexed
-                ts = chain.timestamp_seconds(record["timestamp"], max_year)
-                if ts is not None:
-                    found.append((ts, index, record, line))
+                record, ts = parsed
+                found.append((ts, index, record, line))
         if not found:
             if loaded:
                 with self._lock:
@@ -357,8 +356,6 @@ class TrailStore(StoreQueries):
         if not lines:
             return 0
         count = 0
-        max_year = time.gmtime().tm_year + 1
-        seconds = chain.timestamp_seconds
         runs: dict[str, list[tuple[int, bytes]]] = {}
         with self._lock:
             agg = self._agg
@@ -388,10 +385,7 @@ class TrailStore(StoreQueries):
                     index.note_malformed(number, record, raw)
                     continue
                 assert isinstance(record, dict)
-                ts = seconds(record["timestamp"], max_year)
-                if ts is None:
-                    index.note_malformed(number, "bad_timestamp", raw)
-                    continue
+                ts = line.ts  # the reader converted it while validating
                 note(ts, add(record, ts, offset), record.get("trace_id"), raw)
                 count += 1
             agg.trim()

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from bot.audit import chain
 from bot.audit.chaincheck import ChainCheck, ChainEnds
-from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, parse_line
+from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, read_line
 from bot.audit.trails import bot_of
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
@@ -574,22 +574,21 @@ def index_lines(
     offset, number = first_offset, first_number
     for line in lines:
         number += 1
-        parsed: Record | str
+        parsed: tuple[Record, float] | str
         if not line:
             parsed = "empty_line"
         elif len(line) > MAX_LINE_BYTES:
             parsed = "line_too_long"
         else:
-            parsed = parse_line(line, max_year)
-        if not isinstance(parsed, str):
-            ts = chain.timestamp_seconds(parsed["timestamp"], max_year)
-            if ts is None:
-                parsed = "bad_timestamp"
-            elif accept is None or accept(parsed["timestamp"]):
-                index.add(parsed, ts, offset)
+            parsed = read_line(line, max_year)
         if isinstance(parsed, str):
             index.note_malformed(number, parsed, line)
-        out.append(parsed)
+            out.append(parsed)
+        else:
+            record, ts = parsed
+            if accept is None or accept(record["timestamp"]):
+                index.add(record, ts, offset)
+            out.append(record)
         offset += len(line) + 1
     check.check(name, list(enumerate(lines, start=first_number + 1)))
     index.offset, index.lines = offset, number

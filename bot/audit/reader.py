@@ -34,8 +34,9 @@ _TEXT = (str, type(None))  # exact types: what orjson returns; anything else tak
 _OBJECT = (dict, type(None))
 
 
-def validate(value: Any, max_year: int | None = None) -> str | None:
-    """Why ``value`` is not a usable audit record, or None if it is."""
+def record_seconds(value: Any, max_year: int | None = None) -> float | str:
+    """The timestamp (epoch seconds) of a usable audit record, or why ``value`` is not
+    one: the one validation rule of every reader, which converts the timestamp once."""
     # Hot path (every live line): one expression of exact-type checks; only a record
     # that fails it goes through the checks below, which name the first problem.
     if type(value) is dict:
@@ -53,10 +54,16 @@ def validate(value: Any, max_year: int | None = None) -> str | None:
             and type(get("response")) in _OBJECT
             and type(get("error")) in _OBJECT
             and type(get("additional_data")) in _OBJECT
-            and timestamp_seconds(get("timestamp"), max_year) is not None
         ):
-            return None
-    return _invalid_reason(value, max_year)
+            seconds = timestamp_seconds(get("timestamp"), max_year)
+            if seconds is not None:
+                return seconds
+    reason = _invalid_reason(value, max_year)
+    if reason is not None:
+        return reason
+    seconds = timestamp_seconds(value["timestamp"], max_year)
+    assert seconds is not None  # _invalid_reason checked it
+    return seconds
 
 
 def _invalid_reason(value: Any, max_year: int | None) -> str | None:
@@ -85,8 +92,9 @@ def _invalid_reason(value: Any, max_year: int | None) -> str | None:
     return None
 
 
-def parse_line(line: bytes, max_year: int | None = None) -> Record | str:
-    """A validated record, or the reason the line is malformed."""
+def read_line(line: bytes, max_year: int | None = None) -> tuple[Record, float] | str:
+    """A validated record with its timestamp in epoch seconds, or the reason the line
+    is malformed."""
     if len(line) > MAX_LINE_BYTES:
         return "line_too_long"
     try:
@@ -97,8 +105,14 @@ def parse_line(line: bytes, max_year: int | None = None) -> Record | str:
         except UnicodeDecodeError:
             return "not_utf8"
         return "invalid_json"
-    reason = validate(value, max_year)
-    return reason if reason is not None else value
+    seconds = record_seconds(value, max_year)
+    return seconds if isinstance(seconds, str) else (value, seconds)
+
+
+def parse_line(line: bytes, max_year: int | None = None) -> Record | str:
+    """A validated record, or the reason the line is malformed."""
+    parsed = read_line(line, max_year)
+    return parsed if isinstance(parsed, str) else parsed[0]
 
 
 @dataclass
@@ -162,9 +176,10 @@ class FollowedLine(NamedTuple):
     file: str
     number: int
     raw: bytes  # without the newline
-    parsed: Record | str | tuple[Any, ...]
-    """The record, or why the line is malformed, or what the follower's ``quick``
-    function extracted from a line it vouched for."""
+    parsed: Record | str
+    """The record, or why the line is malformed."""
+    ts: float
+    """The record's timestamp in epoch seconds (0.0 for a malformed line)."""
 
 
 @dataclass
@@ -195,19 +210,13 @@ class TrailFollower:
         max_line_bytes: int = MAX_LINE_BYTES,
         chunk_bytes: int = 64 << 20,
         on_reset: Callable[[str], None] | None = None,
-        quick: Callable[[list[bytes], int], list[tuple[Any, ...] | None]] | None = None,
     ) -> None:
-        """``quick(lines, max_year)``, when given, is tried first on each batch of lines:
-        for each line, either what the caller needs of a line that parse_line would
-        accept (FollowedLine.parsed is then that tuple, and no dict is built), or None,
-        and the line is parsed and validated as usual (the dashboard's C field reader)."""
         self.directory = Path(directory)
         self.stats = ReadStats()
         self._max_line = max_line_bytes
         self._chunk = chunk_bytes
         self._cursors: dict[str, _Cursor] = {}
         self._on_reset = on_reset  # called with the day (YYYYMMDD) before it is re-read
-        self._quick = quick
 
     def poll(self) -> list[Record]:
         """New complete, valid records since the last call, in file order."""
@@ -316,33 +325,35 @@ class TrailFollower:
         number = cursor.line_no
         skipping = cursor.skipping
         max_line, stats, loads, append = self._max_line, self.stats, orjson.loads, out.append
-        quick = self._quick(lines, max_year) if self._quick is not None and lines else None
         valid = 0
-        for i, line in enumerate(lines):
+        for line in lines:
             number += 1
             if skipping:
                 skipping = False
                 continue
-            parsed: Record | str | tuple[Any, ...]
+            parsed: Record | str
+            ts = 0.0
             if not line:
                 parsed = "empty_line"
             elif len(line) > max_line:
                 parsed = "line_too_long"
-            elif quick is not None and (fields := quick[i]) is not None:
-                parsed = fields
             else:
-                # parse_line, inlined: this loop is the live path
+                # read_line, inlined: this loop is the live path
                 try:
                     parsed = loads(line)
                 except orjson.JSONDecodeError:
                     parsed = parse_line(line, max_year)  # names the reason
                 else:
-                    parsed = validate(parsed, max_year) or parsed
+                    checked = record_seconds(parsed, max_year)
+                    if isinstance(checked, str):
+                        parsed = checked
+                    else:
+                        ts = checked
             if isinstance(parsed, str):
                 stats.note_malformed(name, number, parsed, line)
             else:
                 valid += 1
-            append(FollowedLine(name, number, line, parsed))
+            append(FollowedLine(name, number, line, parsed, ts))
         stats.records += valid
         cursor.line_no = number
         cursor.skipping = skipping
