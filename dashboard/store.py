@@ -364,10 +364,9 @@ class TrailStore(StoreQueries):
             index = DayIndex(trail.name, "")  # replaced at the first line
             run: list[tuple[int, bytes]] = []
             add = index.add
-            for line in lines:
-                raw = line.raw
-                if line.file != name:
-                    name = line.file
+            for file, number, raw, record, ts in lines:  # FollowedLine, unpacked
+                if file != name:
+                    name = file
                     day = chain.day_of_file(Path(name)) or ""
                     found = agg.days.get((trail.name, day))
                     if found is None:
@@ -378,14 +377,12 @@ class TrailStore(StoreQueries):
                     add = index.add
                 offset = index.offset
                 index.offset = offset + len(raw) + 1
-                index.lines = number = line.number
+                index.lines = number
                 run.append((number, raw))
-                record = line.parsed
-                if type(record) is str:
+                if isinstance(record, str):
                     index.note_malformed(number, record, raw)
                     continue
-                assert isinstance(record, dict)
-                ts = line.ts  # the reader converted it while validating
+                # ts: the reader converted it while validating
                 note(ts, add(record, ts, offset), record.get("trace_id"), raw)
                 count += 1
             agg.trim()

@@ -172,7 +172,7 @@ class DayIndex:
         key = self.key_of(record)
         bot, kind, symbol, detail = key
         resolution = self.resolution
-        bucket = int(ts // resolution) * resolution
+        bucket = int(ts) // resolution * resolution  # ts > 0: int() floors
         counts = self.counts.get(bucket)
         if counts is None:
             counts = self.counts[bucket] = {}
@@ -200,7 +200,8 @@ class DayIndex:
                 offsets.append(offset)
         extra = _EXTRAS.get(kind)
         if extra is not None:
-            extra(self, record, _At(ts, bucket, bot, symbol, detail, trace_id))
+            # _At(...) without its Python-level __new__ (every live record)
+            extra(self, record, _new(_At, (ts, bucket, bot, symbol, detail, trace_id)))
         return key
 
     def _signal(self, trace_id: str | None) -> list[Any] | None:
@@ -387,6 +388,7 @@ class DayIndex:
 
 
 _DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))
+_new = tuple.__new__
 
 
 class _At(NamedTuple):

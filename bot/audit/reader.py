@@ -325,6 +325,7 @@ class TrailFollower:
         number = cursor.line_no
         skipping = cursor.skipping
         max_line, stats, loads, append = self._max_line, self.stats, orjson.loads, out.append
+        new = tuple.__new__  # FollowedLine(...) without its Python-level __new__ (live path)
         valid = 0
         for line in lines:
             number += 1
@@ -353,7 +354,7 @@ class TrailFollower:
                 stats.note_malformed(name, number, parsed, line)
             else:
                 valid += 1
-            append(FollowedLine(name, number, line, parsed, ts))
+            append(new(FollowedLine, (name, number, line, parsed, ts)))
         stats.records += valid
         cursor.line_no = number
         cursor.skipping = skipping
