@@ -1,6 +1,6 @@
 """Benchmark: does opening a long history cost what opening one day costs? (issue 10, SPEC §9)
 
-    .venv/bin/python -m benchmarks.history_scale [--records 8000000] [--days 60]
+    .venv/bin/python -m benchmarks.history_scale [--records 8000000] [--days 60] [--append-only]
 
 Generates, with the project's own writer (``AuditLogger`` on an injected clock, the
 flows of SPEC §6 from benchmarks/dashboard_ingest.py), a 1-day trail and a ``--days``
@@ -12,7 +12,8 @@ between runs), then measures on each, in fresh child processes:
   median of three), its peak RSS, and the integrity status it shows at once;
 * a changed closed day: verified again and shown as such;
 * ``python -m bot.audit summary`` over everything, first and second run;
-* 1,000 appended records until they are in the aggregates (median of five).
+* 1,000 appended records until they are in the aggregates (median of five; only this
+  with ``--append-only``).
 
 Targets (issue 10): long cold load <= 2x the 1-day one and <= 1 s; peak RSS <= 300 MB;
 summary <= 1 s on its second run; 1k append <= 10 ms. Figures: docs/benchmarks.md.
@@ -220,6 +221,7 @@ def main() -> None:
         action="store_true",
         help="keep the day index caches of the previous run (the first indexing is then warm)",
     )
+    parser.add_argument("--append-only", action="store_true", help="measure only the 1k appends")
     args = parser.parse_args()
     per_day = args.records // args.days
     end = time.time()
@@ -229,6 +231,9 @@ def main() -> None:
     print("generating (cached between runs):")
     generate(one, per_day, 1, end)
     generate(many, args.records, args.days, end)
+    if args.append_only:
+        appends(many, f"{args.days} days")
+        return
     measure("1 day", one, reuse=args.reuse_cache)
     measure(f"{args.days} days", many, reuse=args.reuse_cache)
     changed_day(many, f"{args.days} days")
