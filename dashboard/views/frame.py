@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import pandas  # noqa: F401  (see below)
 import streamlit as st
 
 from bot.audit import AuditEventType
@@ -36,6 +37,11 @@ from dashboard.store import TrailStore
 from dashboard.viewstate import DEFAULT_RANGE, PRESETS, Filters, View, make_filters
 
 T = TypeVar("T")
+
+# pandas is imported here, once, before any page runs: st.dataframe imports it lazily,
+# and plotly uses whatever sys.modules holds, so a tab drawing a chart while another
+# tab's table was first importing pandas failed with "partially initialized module
+# 'pandas'" (seen in the browser tests on a loaded machine).
 
 REFRESH_SECONDS = 1.0
 CONTEXT_KEY = "_context"  # session state: this run's Context, for the page script

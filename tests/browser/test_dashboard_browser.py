@@ -204,6 +204,9 @@ def test_a_signal_row_opens_its_trace_and_a_trace_link_opens_cold(
     grid = page.locator('[data-testid="stDataFrame"]').filter(has_text="outcome")
     expect(grid).to_be_visible(timeout=90_000)
     expect(page.get_by_text("2 signals (last 1h")).to_be_visible()
+    page.goto(server.url)  # settled (history checked) before selecting: no redraw coming
+    metric_shows(page, "Integrity", "OK", timeout_ms=90_000)
+    page.get_by_role("link", name="Signals").click()
 
     # Selecting the reason's bar lists the signals rejected for it.
     reasons = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="rejection reasons")
@@ -252,6 +255,7 @@ def test_a_point_of_the_overview_rates_opens_that_buckets_signals(
     server = start_dashboard(streamlit_server, tmp_path, audit_dir)
     page = browser_page
     page.goto(server.url)
+    metric_shows(page, "Integrity", "OK", timeout_ms=90_000)  # settled: no redraw coming
     rates = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="Rejection rates")
     click_centre(page, rates.locator("g.trace.scatter path.point").first)
     expect(page).to_have_url(re.compile(r"/signals"), timeout=DEADLINE_MS)
