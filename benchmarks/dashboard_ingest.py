@@ -1,6 +1,7 @@
 """Benchmark of the dashboard data path (dashboard/store.py and the day index), 1M records.
 
     .venv/bin/python -m benchmarks.dashboard_ingest [--records N] [--parsers] [--append-only]
+        [--pages-only]
 
 Measures, on a generated realistic trail (sealed lines of every flow of SPEC §6
 plus heartbeats, several day files; cached under $TMPDIR between runs), with the day
@@ -16,6 +17,9 @@ index cache in its own directory under $TMPDIR:
 * 1,000 appended records until they are in the aggregates (``refresh()`` and live);
   ``--append-only`` measures only this and what follows (on the kept day indexes);
 * all panels' data: every query method over a 24 h window plus the metrics;
+* each page's data (overview, signals, results, orders, alerts, events, trail: what
+  its view asks of the store) over 24 h and over the whole trail; ``--pages-only``
+  measures only this (on the kept day indexes);
 * with ``--parsers``: the per-line readers on one day file (orjson, the validating
   reader, the day index).
 
@@ -52,6 +56,7 @@ _OPEN_PAYLOAD = "open_payload" in inspect.signature(chain.Sealer.seal).parameter
 START = 1_795_000_000  # 2026-11-18T09:46:40Z
 COLD_RUNS = 3
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+TRAIL_VERSION = "v2"  # part of the cache's name: v2 fills carry PnL, balances a wallet balance
 REASONS = ("existing_position", "invalid_take_profit", "invalid_stop_loss", "max_positions")
 
 
@@ -187,13 +192,11 @@ def _flow(rng: random.Random, symbol: str, trace_id: str) -> list[tuple[str, str
             },
         )
     )
-    out.append(
-        (
-            "order_filled",
-            "on_order_update",
-            {"order_data": {"order_type": "TAKE_PROFIT_MARKET", "side": "SELL", "quantity": qty}},
-        )
-    )
+    out.append(_fill(trace_id, "e", "BUY", qty, price, 0.0))
+    won = rng.random() < 0.45  # the take-profit fills, else the stop-loss
+    exit_price = round(price * (1.02 if won else 0.99), 2)  # the signal's take-profit or stop
+    pnl = round((exit_price - price) * qty, 4)
+    out.append(_fill(trace_id, "tp" if won else "sl", "SELL", qty, exit_price, pnl))
     out.append(
         (
             "order_cancelled",
@@ -202,6 +205,23 @@ def _flow(rng: random.Random, symbol: str, trace_id: str) -> list[tuple[str, str
         )
     )
     return out
+
+
+def _fill(
+    trace_id: str, role: str, side: str, qty: float, price: float, pnl: float
+) -> tuple[str, str, dict[str, Any]]:
+    """An ``order_filled`` record as the engine writes it (the venue's update + role)."""
+    response = {
+        "client_order_id": f"{trace_id}-{role}",
+        "side": side,
+        "status": "FILLED",
+        "executed_qty": qty,
+        "avg_price": price,
+        "realized_pnl": pnl,
+        "commission": round(qty * price * 0.0004, 6),
+    }
+    fields = {"response": response, "additional_data": {"role": role}}
+    return ("order_filled", "on_order_update", fields)
 
 
 class TrailWriter:
@@ -252,7 +272,10 @@ class TrailWriter:
                 self.write("heartbeat", "heartbeat", None, additional_data={"uptime": self.now})
                 self.last_heartbeat = self.now
             if self.rng.random() < 0.05:
-                self.write(self.rng.choice(("balance_query", "position_query")), "query", "BTCUSDT")
+                kind = self.rng.choice(("balance_query", "position_query"))
+                balance = {"wallet_balance": round(self.rng.uniform(9_000, 11_000), 2)}
+                extra = {"response": balance} if kind == "balance_query" else {}
+                self.write(kind, "query", "BTCUSDT", **extra)
             trace_id = f"{self.rng.getrandbits(64):016x}"
             symbol = self.rng.choice(SYMBOLS)
             for event_type, operation, fields in _flow(self.rng, symbol, trace_id):
@@ -270,7 +293,7 @@ class TrailWriter:
 
 def generated_trail(records: int, days: float = 4.0) -> Path:
     """A cached trail of ``records`` records spread over ``days`` days."""
-    directory = Path(tempfile.gettempdir()) / f"dashboard_bench_{records}"
+    directory = Path(tempfile.gettempdir()) / f"dashboard_bench_{records}_{TRAIL_VERSION}"
     done = directory / ".complete"
     if done.exists():
         return directory
@@ -410,6 +433,9 @@ def main() -> None:
     parser.add_argument(
         "--append-only", action="store_true", help="skip the cold loads (child processes)"
     )
+    parser.add_argument(
+        "--pages-only", action="store_true", help="only each page's data (on the kept indexes)"
+    )
     args = parser.parse_args()
     directory = generated_trail(args.records)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (figures are wall time)")
@@ -420,6 +446,9 @@ def main() -> None:
         measure_parsers(directory)
         return
 
+    if args.pages_only:
+        measure_pages_only(directory)
+        return
     if not args.append_only:
         measure_cold(directory)
     measure_live(directory)
@@ -495,9 +524,7 @@ def measure_live(directory: Path) -> None:
     )
 
     sizes = {p: p.stat().st_size for p in directory.glob("audit_*")}
-    state = json.loads((directory / ".state.json").read_text())
-    writer = TrailWriter(directory, state["now"] + 1, seed=99, buffering=1 << 24)
-    writer.seq, writer.prev = state["seq"], state["prev"].encode()
+    writer = appender(directory)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     appends, visible = [], []
@@ -562,6 +589,7 @@ def measure_live(directory: Path) -> None:
         t = time.perf_counter()
         panels = metrics.panel_data(store, start, end)
         panel_times.append(time.perf_counter() - t)
+    measure_pages(store, writer)
     writer.close()
     best = min(panel_times) * 1e3
     print(
@@ -573,12 +601,150 @@ def measure_live(directory: Path) -> None:
         f"  (24 h: {head.signals:,} signals, {head.trades:,} trades, "
         f"risk rejection rate {head.risk_rejection_rate:.3f})"
     )
-    # cut the appended records so the cached trail stays the size its name says
+    cut_appended(directory, sizes)
+
+
+def appender(directory: Path) -> TrailWriter:
+    """A writer continuing the cached trail's chain (its appends are cut afterwards)."""
+    state = json.loads((directory / ".state.json").read_text())
+    writer = TrailWriter(directory, state["now"] + 1, seed=99, buffering=1 << 24)
+    writer.seq, writer.prev = state["seq"], state["prev"].encode()
+    return writer
+
+
+def cut_appended(directory: Path, sizes: dict[Path, int]) -> None:
+    """Cut the appended records so the cached trail stays the size its name says."""
     for p in directory.glob("audit_*"):
         if p not in sizes:
             p.unlink()
         elif p.stat().st_size != sizes[p]:
             os.truncate(p, sizes[p])
+
+
+def page_queries(store: Any, rules: Any, start: float, end: float) -> dict[str, Any]:
+    """Per dashboard page, what its view asks of the store for one window (dashboard/views/
+    *.py, without the figures): name -> a function computing it."""
+    from dashboard import metrics
+    from dashboard.panels import AlertMonitor
+    from dashboard.viewstate import display_bucket
+
+    step = display_bucket(end - start)
+    table = 1000  # TABLE_LIMIT of the signals and events pages
+
+    def overview() -> Any:
+        counts = store.counts(start, end)
+        return (
+            metrics.funnel(counts),
+            store.last_times(),
+            store.integrity,
+            store.control_state(),
+            store.series(start, end, step_seconds=step),
+            store.capped_quantities(start, end),
+        )
+
+    def signals() -> Any:
+        ids = store.recent_trace_ids(50)
+        return (
+            store.rejection_reasons(start, end),
+            store.counts(start, end),
+            store.series(start, end, step_seconds=step),
+            store.signals(start, end, limit=table),
+            store.trace(ids[0]) if ids else [],
+        )
+
+    def results() -> Any:
+        return (
+            store.results(start, end, step_seconds=step),
+            store.equity(start, end, step_seconds=step),
+            store.open_positions(),
+        )
+
+    def orders() -> Any:
+        return (
+            metrics.order_outcome_rows(store.order_outcomes(start, end)),
+            store.rejection_reason_series(start, end, step_seconds=step),
+        )
+
+    def alerts() -> Any:  # the rules evaluated over the trail (the server's monitor thread)
+        monitor = AlertMonitor(rules, clock=lambda: end)
+        monitor.evaluate(store)
+        return monitor.states()
+
+    def events() -> Any:
+        return store.recent(table, start=start, end=end)
+
+    def trail() -> Any:
+        return store.read_stats, store.integrity, store.integrity_by_bot()
+
+    return {
+        "overview": overview,
+        "signals": signals,
+        "results": results,
+        "orders": orders,
+        "alerts": alerts,
+        "events": events,
+        "trail": trail,
+    }
+
+
+def measure_pages(store: Any, writer: TrailWriter, runs: int = 5) -> None:
+    """Each page's data at a fresh data version (10 records appended before each run, so
+    nothing memoized for the previous version is reused), over 24 h and the whole trail."""
+    from dashboard.alert_rules import load_rules
+
+    rules = load_rules(ROOT / "dashboard" / "alerts.toml")
+    times: dict[tuple[str, str], list[float]] = {}
+    windows = ("24 h", "all (4 days)")
+    sample: Any = None
+    for _ in range(runs):
+        writer.write_records(10, mean_gap=0.5)
+        for fh in writer.files.values():
+            fh.flush()
+        store.refresh()
+        end = (store.last_event_time or START) + 1
+        for window, start in zip(windows, (end - 86_400, START - 5 * 86_400), strict=True):
+            for name, compute in page_queries(store, rules, start, end).items():
+                t = time.perf_counter()
+                value = compute()
+                times.setdefault((window, name), []).append(time.perf_counter() - t)
+                if name == "results" and start < end - 86_400:
+                    sample = value[0]
+    print(f"\nper page's data (median of {runs} runs at new data versions; target <= 200 ms)")
+    print(f"  {'page':<10}" + "".join(f"{w:>26}" for w in windows))
+    worst = 0.0
+    for name in page_queries(store, rules, 0, 1):
+        cells = []
+        for window in windows:
+            median = sorted(times[(window, name)])[runs // 2] * 1e3
+            worst = max(worst, median)
+            cells.append(f"{median:8.1f} ms ({median / 200:4.2f} of target)")
+        print(f"  {name:<10}" + "".join(f"{c:>26}" for c in cells))
+    verdict = "met" if worst <= 200 else "NOT met"
+    print(f"  slowest page {worst:.1f} ms: target <= 200 ms {verdict} ({200 / worst:.1f}x margin)")
+    if sample is not None:
+        print(
+            f"  (results, whole trail: {sample.trades:,} trades, {sample.wins:,} wins,"
+            f" exits {sample.exits}, net {sample.net_pnl:,.2f})"
+        )
+
+
+def measure_pages_only(directory: Path) -> None:
+    """``--pages-only``: load the cached trail on the kept day indexes, time the pages."""
+    from dashboard.store import TrailStore
+
+    os.environ["AUDIT_CACHE_DIR"] = str(CACHE)
+    store = TrailStore(directory)
+    t = time.perf_counter()
+    store.refresh()
+    print(f"  load with the whole history (this process) {time.perf_counter() - t:6.2f} s")
+    sizes = {p: p.stat().st_size for p in directory.glob("audit_*")}
+    writer = appender(directory)
+    try:
+        measure_pages(store, writer)
+    finally:
+        writer.close()
+        store.stop()
+        cut_appended(directory, sizes)
 
 
 if __name__ == "__main__":

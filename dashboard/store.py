@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -489,7 +489,7 @@ class TrailStore(StoreQueries):
                 days = [i for i in self._agg.indexes() if i.trail == trail.name]
                 status = trail_status(days, trail.name in pending)
                 for index in days:
-                    for (_, kind, _, _), n in _kinds(index):
+                    for (_, kind, _, _), n in index.totals.items():  # the day's sums
                         if kind == _GAP:
                             status.gaps += n
                         elif kind == _RECOVERED:
@@ -506,11 +506,6 @@ class TrailStore(StoreQueries):
         if not statuses:
             return IntegrityStatus(ok=True)
         return combined(statuses.values())
-
-
-def _kinds(index: DayIndex) -> Iterable[tuple[Any, int]]:
-    for by_key in index.counts.values():
-        yield from by_key.items()
 
 
 def _last_ts(index: DayIndex) -> float:
