@@ -34,6 +34,20 @@ def test_the_example_config_is_valid_and_states_the_defaults() -> None:
     assert dict(settings.values) == defaults
 
 
+def test_the_procfile_demo_bot_is_paper_with_valid_demo_settings() -> None:
+    """`make run`'s bot: its flags and config.demo.toml load, and stay on paper."""
+    root = Path(__file__).resolve().parents[2]
+    line = next(x for x in (root / "Procfile").read_text().splitlines() if x.startswith("bot:"))
+    argv = line.split("python -m bot", 1)[1].split()
+    assert argv[:2] == ["--config", "config.demo.toml"]
+    argv[1] = str(root / argv[1])
+    settings = load_settings(argv, {})
+    assert (settings.mode, settings.market) == ("paper", "sim")
+    assert settings.paper.venue_faults > 0
+    assert settings.protections.cooldown is not None
+    assert load_settings([], {}).protections.cooldown is None  # the bot's own default: off
+
+
 def test_flags_beat_environment_beats_file(tmp_path: Path) -> None:
     config = write(tmp_path, 'audit_dir = "from-file"\nseed = 7\n[risk]\nleverage = 3\n')
     env = {"AUDIT_DIR": "from-env"}
