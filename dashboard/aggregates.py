@@ -43,6 +43,8 @@ from bot.audit.dayindex import (
     R_SYMBOL,
     R_TRACE,
     R_TS,
+    SLIPPAGE_BPS,
+    SLIPPED,
     T_BOT,
     T_FEES,
     T_PRICE,
@@ -56,6 +58,7 @@ from bot.audit.dayindex import (
     DayIndex,
     Key,
     day_start,
+    slippage_bps,
 )
 from bot.audit.reader import Record
 
@@ -97,8 +100,8 @@ class Results:
     exits: dict[str, int]
     by_symbol: dict[str, SymbolResult]
     cumulative: list[tuple[float, float]]
-    slippage: list[Slippage]
-    mean_slippage_bps: float | None
+    slippage: list[Slippage]  # the newest entries, newest first (a bounded list)
+    mean_slippage_bps: float | None  # over every entry of the window
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,18 @@ class ControlState:
 
 
 def _slippage(row: list[Any]) -> Slippage | None:
-    signal, fill = row[R_ENTRY], row[R_FILL]
-    if not signal or fill is None:
+    bps = slippage_bps(row[R_SIDE], row[R_ENTRY], row[R_FILL])
+    if bps is None:
         return None
-    sign = -1.0 if row[R_SIDE] in ("SHORT", "SELL") else 1.0
-    bps = sign * (fill - signal) / signal * 10_000
     return Slippage(
-        row[R_TS], row[R_BOT], row[R_SYMBOL], row[R_TRACE], row[R_SIDE], signal, fill, bps
+        row[R_TS],
+        row[R_BOT],
+        row[R_SYMBOL],
+        row[R_TRACE],
+        row[R_SIDE],
+        row[R_ENTRY],
+        row[R_FILL],
+        bps,
     )
 
 
@@ -364,8 +372,10 @@ class Aggregates:
         step: int,
         rows: Rows,
     ) -> Results:
-        """Results over [start, end) by bucket; ``rows``: the signal rows of the window."""
+        """Results over [start, end) by bucket; ``rows``: the newest signal rows of the
+        window (for the list of entries' slippage; its mean comes from the sums)."""
         per_symbol: dict[str, dict[str, float]] = {}
+        slipped: dict[str, float] = {SLIPPED: 0.0, SLIPPAGE_BPS: 0.0}
         exits: Counter[str] = Counter()
         net_by_slot: dict[int, float] = {}
         first = math.floor(start / step) * step
@@ -380,7 +390,10 @@ class Aggregates:
                 net_by_slot[slot] = net_by_slot.get(slot, 0.0) + (n if measure == PNL else -n)
 
         for bucket, _, row_symbol, measure, n in self.sums(start, end, symbol, bot):
-            take(bucket, row_symbol, measure, n)
+            if measure in slipped:
+                slipped[measure] += n
+            else:
+                take(bucket, row_symbol, measure, n)
         for ts, row_bot, row_symbol, kind, net, _, _ in self.cross_day_closes():
             if (
                 start <= ts < end
@@ -420,7 +433,9 @@ class Aggregates:
             by_symbol=by_symbol,
             cumulative=cumulative,
             slippage=slippage,
-            mean_slippage_bps=(sum(s.bps for s in slippage) / len(slippage) if slippage else None),
+            mean_slippage_bps=(
+                slipped[SLIPPAGE_BPS] / slipped[SLIPPED] if slipped[SLIPPED] else None
+            ),
         )
 
     def complete_rows(self, rows: Rows) -> list[SignalRow]:

@@ -25,6 +25,7 @@ from bot.audit.dayindex import (
     MINUTE,
     ORDER_OUTCOMES,
     R_BOT,
+    R_FILL,
     R_SYMBOL,
     R_TS,
     RISK_REJECTION,
@@ -41,6 +42,8 @@ from dashboard.aggregates import (
     outcome_matches,
 )
 
+SLIPPAGE_ROWS = 200  # entries listed with their slippage (the newest; the mean is over all)
+
 
 class StoreQueries:
     """Queries over the aggregates; the store provides what is declared here."""
@@ -51,7 +54,6 @@ class StoreQueries:
     _agg: Aggregates
     _cache: IndexCache
     _capped_limit: int
-    _signal_limit: int
     _memo_version: int
     _memo_results: dict[tuple[Any, ...], Any]
 
@@ -277,7 +279,7 @@ class StoreQueries:
     ) -> Results:
         """Realized PnL net of fees (cumulative per slot and per symbol), fees, wins and
         losses, exits by kind and the entries' slippage over [start, end)."""
-        rows = self._rows(start, end, symbol, bot, None, None, self._signal_limit)
+        rows = self._rows(start, end, symbol, bot, None, None, SLIPPAGE_ROWS, filled=True)
         step = max(MINUTE, step_seconds or MINUTE)
         with self._lock:
             return self._agg.results(start, end, symbol, bot, step, rows)
@@ -330,9 +332,12 @@ class StoreQueries:
         outcome: str | None,
         reason: str | None,
         limit: int,
+        *,
+        filled: bool = False,
     ) -> list[list[Any]]:
-        """Signal rows newest first; days loaded at hour resolution read theirs from the
-        cache entry (one day at a time, newest first, until ``limit``)."""
+        """Signal rows newest first (``filled``: only those with an entry fill); days
+        loaded at hour resolution read theirs from the cache entry (one day at a time,
+        newest first, until ``limit``)."""
         with self._lock:
             days = [
                 (index.trail, index.day, index.signals) for index in self._agg.indexes(start, end)
@@ -353,6 +358,7 @@ class StoreQueries:
                     and (symbol is None or row[R_SYMBOL] == symbol)
                     and (bot is None or row[R_BOT] == bot)
                     and outcome_matches(row, outcome, reason)
+                    and (not filled or row[R_FILL] is not None)
                 ]
             picked.sort(key=lambda row: row[R_TS], reverse=True)
             out.extend(picked[: limit - len(out)])

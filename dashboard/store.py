@@ -139,7 +139,6 @@ class TrailStore(StoreQueries):
         tail_lines: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         minute_days: int = 2,
-        signal_limit: int = 20_000,
         history_workers: int = 2,
     ) -> None:
         if bucket_seconds != MINUTE:
@@ -154,7 +153,6 @@ class TrailStore(StoreQueries):
         self._minute_days = max(1, minute_days)
         self._tail_lines = tail_lines if tail_lines is not None else recent_limit
         self._capped_limit = capped_limit
-        self._signal_limit = signal_limit
         self._agg = Aggregates(
             recent_limit=recent_limit,
             trace_limit=trace_limit,

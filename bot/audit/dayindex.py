@@ -11,7 +11,8 @@ A DayIndex holds, per bucket (minutes; hours once coarsened for old days):
 * ``counts``: (bot, event_type, symbol, detail) -> records, where detail is the
   reason of a risk rejection or the order type of an order event;
 * ``sums``: (bot, symbol, measure) -> amount, the trading results (realized PnL and
-  fees per fill; trades, wins, losses, net PnL and exit kinds per closed trade);
+  fees per fill; trades, wins, losses, net PnL and exit kinds per closed trade; entry
+  fills and their slippage in bps, in the bucket of their signal);
 * ``errors``: (bot, symbol, "code message") -> order rejections by the venue's error;
 
 besides the capped quantities, equity points, control acts, positions still open at
@@ -58,6 +59,7 @@ ENTRY_ROLE = "e"
 # measures of ``sums``: per fill (realized PnL, fees) and per closed trade (at its exit)
 PNL, FEE = "realized_pnl", "fees"
 TRADES, WINS, LOSSES, NET = "trades", "wins", "losses", "trade_net"
+SLIPPED, SLIPPAGE_BPS = "slipped_entries", "slippage_bps"
 
 CAPPED_LIMIT = 20_000  # capped quantities kept per day (the newest)
 CAPPED_SUMMARY = 500  # of which the hour-level part of a cache entry holds the newest
@@ -101,6 +103,15 @@ def _optional_number(value: Any) -> float | None:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def slippage_bps(side: str, signal: float | None, fill: float | None) -> float | None:
+    """The entry fill's slippage against the signal's entry price in bps (positive:
+    filled worse), or None when either price is missing."""
+    if not signal or fill is None:
+        return None
+    sign = -1.0 if side in ("SHORT", "SELL") else 1.0
+    return sign * (fill - signal) / signal * 10_000
 
 
 def _add(target: dict[int, dict[Any, Any]], bucket: int, key: Any, n: float) -> None:
@@ -237,6 +248,7 @@ class DayIndex:
             trade[T_REALIZED] += realized
             trade[T_FEES] += fee
             if row is not None:
+                self._slipped(row, price)
                 row[R_FILL] = price
             return
         exit_kind = EXIT_KINDS.get(role)
@@ -257,6 +269,21 @@ class DayIndex:
         self.close_trade(bucket, bot, symbol, exit_kind, net)
         if row is not None:
             row[R_EXIT], row[R_EXIT_KIND], row[R_PNL] = price, exit_kind, net
+
+    def _slipped(self, row: list[Any], fill: float) -> None:
+        """Sum the entry's slippage in its signal's bucket; a later record of the same
+        order (its cumulative price) replaces what the earlier one added."""
+        bps = slippage_bps(row[R_SIDE], row[R_ENTRY], fill)
+        if bps is None:
+            return
+        resolution = self.resolution
+        bucket = int(row[R_TS]) // resolution * resolution
+        previous = slippage_bps(row[R_SIDE], row[R_ENTRY], row[R_FILL])
+        if previous is None:
+            _add(self.sums, bucket, (row[R_BOT], row[R_SYMBOL], SLIPPED), 1.0)
+        else:
+            bps -= previous
+        _add(self.sums, bucket, (row[R_BOT], row[R_SYMBOL], SLIPPAGE_BPS), bps)
 
     def close_trade(self, bucket: int, bot: str, symbol: str, exit_kind: str, net: float) -> None:
         """Count a closed trade (its net PnL, win or loss, how it exited) in ``bucket``."""

@@ -20,7 +20,7 @@ import orjson
 
 from bot.audit.dayindex import DayIndex
 
-INDEX_VERSION = 5
+INDEX_VERSION = 6
 
 
 def default_cache_dir(env: Mapping[str, str]) -> Path:
