@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts
+from dashboard.queries import SLIPPAGE_ROWS
 from dashboard.views import frame
 from dashboard.views.frame import Context, fmt_rate
 
@@ -103,6 +104,10 @@ def page(ctx: Context) -> None:
         st.caption("No open positions.")
     if res.slippage:
         st.subheader("Slippage of entry fills")
+        st.caption(
+            f"The newest {len(res.slippage)} filled entries (at most {SLIPPAGE_ROWS}); "
+            "the mean above covers every entry in the window."
+        )
         st.dataframe(
             [
                 {
