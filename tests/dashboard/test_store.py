@@ -535,7 +535,8 @@ def test_many_tabs_share_one_watcher_and_stop_cleans_up(
     for kind in ("rejected", "capped", "failed"):
         write_flow(logger, clock, kind)
     expected = truth(tmp_path)
-    assert wait_until(lambda: store.counts(0, 4e9) == expected)
+    # start() shows what is at hand before it starts the watcher: wait for both
+    assert wait_until(lambda: store.counts(0, 4e9) == expected and store.running)
     observers = [t for t in threading.enumerate() if isinstance(t, BaseObserver) and t.is_alive()]
     ingest = [t for t in threading.enumerate() if t.name == "trail-ingest"]
     assert len(observers) == 1 and len(ingest) == 1
