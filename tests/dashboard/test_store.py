@@ -529,20 +529,25 @@ def test_many_tabs_share_one_watcher_and_stop_cleans_up(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    tabs = [threading.Thread(target=tab) for _ in range(6)]
+    # daemon tabs, stopped in `finally`: a failed assertion must not leave them spinning
+    tabs = [threading.Thread(target=tab, daemon=True) for _ in range(6)]
     for t in tabs:
         t.start()
-    for kind in ("rejected", "capped", "failed"):
-        write_flow(logger, clock, kind)
-    expected = truth(tmp_path)
-    # start() shows what is at hand before it starts the watcher: wait for both
-    assert wait_until(lambda: store.counts(0, 4e9) == expected and store.running)
-    observers = [t for t in threading.enumerate() if isinstance(t, BaseObserver) and t.is_alive()]
-    ingest = [t for t in threading.enumerate() if t.name == "trail-ingest"]
-    assert len(observers) == 1 and len(ingest) == 1
-    done.set()
-    for t in tabs:
-        t.join(timeout=30)
+    try:
+        for kind in ("rejected", "capped", "failed"):
+            write_flow(logger, clock, kind)
+        expected = truth(tmp_path)
+        # start() shows what is at hand before it starts the watcher: wait for both
+        assert wait_until(lambda: store.counts(0, 4e9) == expected and store.running)
+        observers = [
+            t for t in threading.enumerate() if isinstance(t, BaseObserver) and t.is_alive()
+        ]
+        ingest = [t for t in threading.enumerate() if t.name == "trail-ingest"]
+        assert len(observers) == 1 and len(ingest) == 1
+    finally:
+        done.set()
+        for t in tabs:
+            t.join(timeout=30)
     assert not errors
     store.stop()
     store.stop()  # idempotent
