@@ -119,7 +119,10 @@ def test_countdown_is_sent_per_symbol_with_open_orders_refreshed_and_recorded_on
             fake.venue.cancel_order({"symbol": "BTCUSDT", "origClientOrderId": cid})
             wait_until(lambda: sends(fake, "BTCUSDT", "0") == 1, 30, "the countdown stopped")
             assert fake.venue.countdowns == {}
-            disarmed = switch_records(records, "disarmed")
+            # the venue saw the stop before the bot read its answer and recorded it
+            disarmed = wait_until(
+                lambda: switch_records(records, "disarmed"), 30, "the disarming on the record"
+            )
             assert [d["additional_data"]["reason"] for d in disarmed] == ["no_open_orders"]
         finally:
             run.halt()
