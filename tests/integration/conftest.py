@@ -17,12 +17,25 @@ import pytest
 
 from bot.audit import AuditLogger
 from bot.exchange.binance import BinanceExchange
+from bot.models import Signal, SignalType
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance
 
 # Shrunk for tests: the client gives up after REQUEST_TIMEOUT, the fake's
 # "timeout" faults hold their answer for TIMEOUT_FAULT (longer).
 REQUEST_TIMEOUT = 1.0
 TIMEOUT_FAULT = 2.5
+# A long BTCUSDT signal: entry 50,000, take-profit 52,000, stop-loss 49,000.
+SIGNAL = Signal(
+    symbol="BTCUSDT",
+    signal_type=SignalType.LONG,
+    entry=50_000.0,
+    take_profit=52_000.0,
+    stop_loss=49_000.0,
+    interval="1m",
+    strategy="test",
+    close_price=50_000.0,
+    candle_close_time=0,
+)
 STREAM_OPTIONS: dict[str, Any] = {
     "restart_backoff": 0.05,
     "restart_backoff_max": 0.3,

@@ -26,24 +26,13 @@ import pytest
 from bot.audit import AuditLogger
 from bot.exchange.binance import BinanceExchange
 from bot.execution import OrderExecutionManager, RetryPolicy
-from bot.models import MarginType, Signal, SignalType
+from bot.models import MarginType
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance, Fault
-from tests.integration.conftest import TIMEOUT_FAULT, raw_trail_text, read_trail
+from tests.integration.conftest import SIGNAL, TIMEOUT_FAULT, raw_trail_text, read_trail
 
 TRACE = "5eed0000c0ffee01"
 ENTRY, TP, SL, CLOSE = (f"{TRACE}-{role}" for role in ("e", "tp", "sl", "x"))
 ERROR_EVENTS = {"api_error", "retry_attempt", "rate_limit", "order_rejected"}
-SIGNAL = Signal(
-    symbol="BTCUSDT",
-    signal_type=SignalType.LONG,
-    entry=50_000.0,
-    take_profit=52_000.0,
-    stop_loss=49_000.0,
-    interval="1m",
-    strategy="test",
-    close_price=50_000.0,
-    candle_close_time=0,
-)
 MARKET = {"type": "MARKET"}
 STOP = {"type": "STOP_MARKET"}
 TAKE = {"type": "TAKE_PROFIT_MARKET"}

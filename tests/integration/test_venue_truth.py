@@ -33,25 +33,14 @@ from bot.config import load_settings
 from bot.errors import ConfigError, TemporaryExchangeError, VenueRejectedError
 from bot.exchange.binance import BinanceExchange
 from bot.execution import OrderExecutionManager, RetryPolicy, TradeResult
-from bot.models import MarginType, OrderSide, OrderStatus, OrderUpdate, Signal, SignalType
+from bot.models import MarginType, OrderSide, OrderStatus, OrderUpdate
 from bot.supervisor import ProtectionSupervisor
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance, Fault
-from tests.integration.conftest import make_exchange, read_trail
+from tests.integration.conftest import SIGNAL, make_exchange, read_trail
 from tests.waiting import wait_until
 
 TRACE = "7e57000000c0ffee"
 ENTRY, TP, SL, CLOSE, REPLACED = (f"{TRACE}-{role}" for role in ("e", "tp", "sl", "x", "rs"))
-SIGNAL = Signal(
-    symbol="BTCUSDT",
-    signal_type=SignalType.LONG,
-    entry=50_000.0,
-    take_profit=52_000.0,
-    stop_loss=49_000.0,
-    interval="1m",
-    strategy="test",
-    close_price=50_000.0,
-    candle_close_time=0,
-)
 ORDER, ALGO = "POST /fapi/v1/order", "POST /fapi/v1/algoOrder"
 CLOSE_AT_MARKET = {"type": "MARKET", "reduceOnly": "true"}
 FAST = RetryPolicy(
