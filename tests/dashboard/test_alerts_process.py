@@ -11,18 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bot.audit import AuditEventType, AuditLogger
 from dashboard.alerts import read_alert_history
+from tests.webhook import Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 60.0
@@ -55,48 +53,6 @@ def wait_for(
             pytest.fail(f"alerts process exited ({proc.returncode}) before: {what}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for: {what}")
-
-
-class Webhook:
-    """A chat-webhook stand-in: records JSON bodies; answers 200, 500, or hangs."""
-
-    def __init__(self, mode: str = "ok") -> None:
-        self.mode = mode
-        self.bodies: list[dict[str, Any]] = []
-        self.attempts = 0
-        self.release = threading.Event()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.attempts += 1
-                if hook.mode == "hang":
-                    hook.release.wait(30)  # longer than the client's timeout
-                status = 500 if hook.mode == "error" else 200
-                if status == 200:
-                    hook.bodies.append(orjson.loads(body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-token"
-
-    def texts(self) -> list[str]:
-        return [b.get("text", "") for b in list(self.bodies)]
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 class AlertsProcess:

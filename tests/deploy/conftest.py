@@ -1,26 +1,23 @@
 """Real engines on 127.0.0.1 for the deploy/ tests: the alerts process with its /metrics,
-Prometheus, Alertmanager and a webhook server, each on a free port, stopped at teardown.
+Prometheus and Alertmanager, each on a free port, stopped at teardown (the webhook
+receiver is tests/webhook.py).
 
 * ``free_port()``: a port that was free a moment ago (the engines take it right away).
 * ``Service``: a subprocess with its output in a file, stopped with SIGTERM then SIGKILL.
 * ``start_alerts(tmp_path, audit_dir)``: ``python -m dashboard.alerts`` with
   METRICS_ADDR=127.0.0.1:0; ``.metrics_url`` once it has said where it listens.
-* ``Webhook``: an HTTP server recording the JSON bodies POSTed to it.
 * ``scrape(url)``: {(name, labels as sorted tuple): value} of a /metrics page.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -100,36 +97,6 @@ class Alerts(Service):
             raise
         self.metrics_url = found.group(1)
         self.port = int(self.metrics_url.rsplit(":", 1)[1].split("/")[0])
-
-
-class Webhook:
-    """Records the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.bodies.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 def get(url: str) -> bytes:

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from bot.audit import AuditEventType, AuditLogger
-from tests.deploy.conftest import DEADLINE, DEPLOY, Alerts, Service, Webhook, free_port, get, need
+from tests.deploy.conftest import DEADLINE, DEPLOY, Alerts, Service, free_port, get, need
 from tests.waiting import wait_until
+from tests.webhook import Webhook
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_rejection_burst_reaches_the_webhook_through_prometheus_and_alertmanager
     tmp_path: Path, bot_trail: AuditLogger
 ) -> None:
     prometheus, alertmanager = need("prometheus"), need("prometheus-alertmanager")
-    hook = Webhook()
+    hook = Webhook(path="/alertmanager")
     services: list[Service] = []
     try:
         alerts = Alerts(tmp_path, tmp_path / "audit")
