@@ -1,7 +1,7 @@
 """The headless alerts process (`python -m dashboard.alerts`) and the alert history reader.
 
-The rules and their state machine live in ``dashboard.alert_rules`` (pure, shared
-with the dashboard); this module is the I/O around them:
+The rules (``dashboard.alert_rules``) and their state machine (``dashboard.alert_engine``,
+pure, shared with the dashboard) are elsewhere; this module is the I/O around them:
 
 * reads every bot's trail under ``AUDIT_DIR`` (default logs/audit; one ``TrailStore``
   per bot that ``bot.audit.trails.discover`` finds, looked for again at every tick),
@@ -43,18 +43,16 @@ from urllib.parse import urlsplit
 import orjson
 
 from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger, chain, reader, trails
-from dashboard.alert_rules import (
+from dashboard.alert_engine import (
     ACTIVE_STATES,
     AlertEngine,
     AlertState,
     Notification,
-    Rule,
-    RulesError,
     RuleState,
     Transition,
-    load_rules,
     open_alerts,
 )
+from dashboard.alert_rules import Rule, RulesError, load_rules
 from dashboard.breakers import CircuitBreaker
 from dashboard.exporter import BotMetrics, MetricsServer, TrailCollector, parse_address
 from dashboard.store import TrailStore

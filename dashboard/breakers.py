@@ -25,7 +25,7 @@ from typing import Any
 
 from bot.audit import AuditEventType, AuditLogger
 from bot.control import protocol
-from dashboard.alert_rules import Notification, Transition
+from dashboard.alert_engine import Notification, Transition
 
 log = logging.getLogger("dashboard.breakers")
 

@@ -30,7 +30,7 @@ import streamlit as st
 
 from bot.audit import AuditEventType
 from dashboard import charts
-from dashboard.alert_rules import RuleState
+from dashboard.alert_engine import RuleState
 from dashboard.alerts import DEFAULT_RULES_FILE, load_rules
 from dashboard.panels import AlertHistory, AlertMonitor, SharedPanels
 from dashboard.store import TrailStore

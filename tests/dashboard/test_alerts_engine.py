@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dashboard.alert_rules import (
+from dashboard.alert_engine import (
     AlertEngine,
     AlertState,
     Notification,
-    Rule,
     Transition,
     open_alerts,
 )
+from dashboard.alert_rules import Rule
 
 T0 = 1_800_000_000.0  # a fixed epoch: tests never read the wall clock
 

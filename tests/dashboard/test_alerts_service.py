@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 
 from bot.audit import AuditLogger, chain
-from dashboard.alert_rules import AlertEngine, Rule
+from dashboard.alert_engine import AlertEngine
+from dashboard.alert_rules import Rule
 from dashboard.alerts import (
     ALERTS_FILE_PREFIX,
     AlertRecorder,

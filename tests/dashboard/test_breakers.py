@@ -13,14 +13,8 @@ import pytest
 
 from bot.audit import AuditLogger
 from bot.control.server import ControlServer, Peer
-from dashboard.alert_rules import (
-    AlertState,
-    Notification,
-    Rule,
-    RulesError,
-    Transition,
-    parse_rules,
-)
+from dashboard.alert_engine import AlertState, Notification, Transition
+from dashboard.alert_rules import Rule, RulesError, parse_rules
 from dashboard.breakers import UNREACHABLE_RULE, CircuitBreaker
 
 RULE = Rule(
