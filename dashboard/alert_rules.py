@@ -17,6 +17,7 @@ from typing import Any
 
 from dashboard.metrics import RATE_METRICS
 
+DEFAULT_RULES_FILE = Path(__file__).with_name("alerts.toml")  # the shipped rules
 STALENESS = "staleness"
 METRICS: tuple[str, ...] = (*RATE_METRICS, STALENESS)
 DEFAULT_STALE_AFTER = 180.0  # three missed heartbeats at the bot's default 60 s

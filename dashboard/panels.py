@@ -29,8 +29,8 @@ from typing import Any, Protocol, TypeVar
 from bot.audit import chain
 from bot.audit.trails import DEFAULT_BOT
 from dashboard.alert_engine import AlertEngine, RuleState
+from dashboard.alert_records import ALERTS_FILE_PREFIX, read_alert_history
 from dashboard.alert_rules import Rule
-from dashboard.alerts import ALERTS_FILE_PREFIX, read_alert_history
 
 log = logging.getLogger("dashboard.panels")
 

@@ -31,7 +31,7 @@ import streamlit as st
 from bot.audit import AuditEventType
 from dashboard import charts
 from dashboard.alert_engine import RuleState
-from dashboard.alerts import DEFAULT_RULES_FILE, load_rules
+from dashboard.alert_rules import DEFAULT_RULES_FILE, load_rules
 from dashboard.panels import AlertHistory, AlertMonitor, SharedPanels
 from dashboard.store import TrailStore
 from dashboard.viewstate import DEFAULT_RANGE, PRESETS, Filters, View, make_filters

@@ -12,14 +12,10 @@ import orjson
 
 from bot.audit import AuditLogger, chain
 from dashboard.alert_engine import AlertEngine
+from dashboard.alert_fleet import AlertService
+from dashboard.alert_records import ALERTS_FILE_PREFIX, AlertRecorder, read_alert_history
 from dashboard.alert_rules import Rule
-from dashboard.alerts import (
-    ALERTS_FILE_PREFIX,
-    AlertRecorder,
-    AlertService,
-    WebhookNotifier,
-    read_alert_history,
-)
+from dashboard.webhook import WebhookNotifier
 
 T0 = 1_800_000_000.0
 

@@ -7,13 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.audit import AuditEventType, AuditLogger
+from dashboard.alert_fleet import AlertFleet
+from dashboard.alert_records import ALERTS_FILE_PREFIX, AlertRecorder, read_alert_history
 from dashboard.alert_rules import Rule
-from dashboard.alerts import (
-    ALERTS_FILE_PREFIX,
-    AlertFleet,
-    AlertRecorder,
-    read_alert_history,
-)
 
 
 def rule(name: str, bot: str | None = None) -> Rule:
