@@ -25,7 +25,7 @@ from dashboard.exporter import BotMetrics
 from dashboard.store import TrailStore
 from dashboard.webhook import WebhookNotifier
 
-log = logging.getLogger("dashboard.alerts")
+log = logging.getLogger("dashboard.alerts")  # the alerts process's log, one name for all its parts
 
 
 class TrailSource(Protocol):

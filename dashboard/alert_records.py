@@ -17,7 +17,7 @@ from typing import Any
 from bot.audit import AuditEventType, AuditLogger, chain, reader, trails
 from dashboard.alert_engine import Notification, Transition
 
-log = logging.getLogger("dashboard.alerts")
+log = logging.getLogger("dashboard.alerts")  # the alerts process's log, one name for all its parts
 
 DEFAULT_ALERTS_DIR = "logs/alerts"
 ALERTS_FILE_PREFIX = chain.ALERTS_FILE_PREFIX

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-log = logging.getLogger("dashboard.alerts")
+log = logging.getLogger("dashboard.alerts")  # the alerts process's log, one name for all its parts
 
 Post = Callable[[str, bytes, float], int]
 """post(url, json body, timeout seconds) -> HTTP status; raises OSError on network errors."""
