@@ -38,7 +38,7 @@ from bot.execution import OrderExecutionManager
 from bot.models import Candle, Signal, SignalType
 from bot.risk import RiskLimits, RiskManager
 from tests.fakebinance import API_KEY, API_SECRET, FakeBinance
-from tests.fakebinance.venue import DEFAULT_SYMBOLS, SymbolSpec
+from tests.fakebinance.symbols import DEFAULT_SYMBOLS, SymbolSpec
 
 LIMITS = RiskLimits(risk_percent=1.0, max_position_percent=20.0, leverage=10)
 BNB = SymbolSpec(

@@ -7,8 +7,9 @@ endpoint. See ``server.py`` for the controls and ``faults.py`` for the fault API
 """
 
 from tests.fakebinance.faults import Fault
+from tests.fakebinance.params import VenueError
 from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance, RequestRecord, running_fake
-from tests.fakebinance.venue import DEFAULT_SYMBOLS, SymbolSpec, VenueError
+from tests.fakebinance.symbols import DEFAULT_SYMBOLS, SymbolSpec
 
 __all__ = [
     "API_KEY",

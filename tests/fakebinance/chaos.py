@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakebinance.faults import Fault
+from tests.fakebinance.params import VenueError
 from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance
-from tests.fakebinance.venue import VenueError
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTCUSDT"

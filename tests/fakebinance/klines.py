@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from tests.fakebinance.venue import INTERVAL_MS, VenueError
+from tests.fakebinance.params import VenueError
+from tests.fakebinance.symbols import INTERVAL_MS
 
 
 @dataclass(frozen=True)

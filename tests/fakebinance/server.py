@@ -56,7 +56,9 @@ from aiohttp import WSMsgType, web
 
 from tests.fakebinance.faults import Fault, FaultQueue
 from tests.fakebinance.klines import KlineBook
-from tests.fakebinance.venue import DEFAULT_SYMBOLS, SymbolSpec, Venue, VenueError
+from tests.fakebinance.params import VenueError
+from tests.fakebinance.symbols import DEFAULT_SYMBOLS, SymbolSpec
+from tests.fakebinance.venue import Venue
 
 API_KEY = "fake-api-key-0123456789"
 API_SECRET = "fake-api-secret-9876543210"
