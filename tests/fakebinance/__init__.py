@@ -6,9 +6,11 @@ order book tests can assert on, and takes queued faults (``Fault``) per
 endpoint. See ``server.py`` for the controls and ``faults.py`` for the fault API.
 """
 
+from tests.fakebinance.auth import API_KEY, API_SECRET
 from tests.fakebinance.faults import Fault
 from tests.fakebinance.params import VenueError
-from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance, RequestRecord, running_fake
+from tests.fakebinance.rest import RequestRecord
+from tests.fakebinance.server import FakeBinance, running_fake
 from tests.fakebinance.symbols import DEFAULT_SYMBOLS, SymbolSpec
 
 __all__ = [

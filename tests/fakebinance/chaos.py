@@ -34,9 +34,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.fakebinance.auth import API_KEY, API_SECRET
 from tests.fakebinance.faults import Fault
 from tests.fakebinance.params import VenueError
-from tests.fakebinance.server import API_KEY, API_SECRET, FakeBinance
+from tests.fakebinance.server import FakeBinance
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTCUSDT"
