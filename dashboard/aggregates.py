@@ -20,6 +20,7 @@ import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -235,21 +236,39 @@ class Aggregates:
 
     # -------------------------------------------------------------- newest records
 
-    def note(self, ts: float, key: Key, trace_id: str | None, line: bytes) -> None:
-        """A record that went through the per-record path: exact index, recent, traces."""
-        self.exact_ts.append(ts)
-        self.exact_keys.append(key)
-        self.recent.append((ts, key[0], key[1], key[2], line))
-        if trace_id:
-            events = self.traces.get(trace_id)
+    def note(
+        self, stamps: list[float], keys: list[Key], records: list[Record], lines: list[bytes]
+    ) -> None:
+        """Records (in file order, with their timestamps, keys and lines) that went
+        through the per-record path: exact index, recent table, traces."""
+        self.exact_ts.extend(stamps)
+        self.exact_keys.extend(keys)
+        self.recent.extend(
+            zip(stamps, map(_BOT, keys), map(_KIND, keys), map(_SYMBOL, keys), lines, strict=True)
+        )
+        trace_ids = list(map(_TRACE_ID, records))
+        batch: dict[str, list[tuple[float, bytes]]] = {}  # each trace's events in this batch
+        for trace_id, ts, line in zip(trace_ids, stamps, lines, strict=True):
+            if trace_id:
+                events = batch.get(trace_id)
+                if events is None:
+                    batch[trace_id] = [(ts, line)]
+                else:
+                    events.append((ts, line))
+        traces, room = self.traces, self._trace_events_limit
+        # the traces in the order of their last record here: the LRU order of per-record notes
+        for trace_id in reversed(dict.fromkeys(reversed(trace_ids))):
+            new = batch.get(trace_id)
+            if new is None:
+                continue  # no trace id
+            events = traces.get(trace_id)
             if events is None:
-                events = self.traces[trace_id] = []
-                if len(self.traces) > self._trace_limit:
-                    self.traces.popitem(last=False)
+                events = traces[trace_id] = []
             else:
-                self.traces.move_to_end(trace_id)
-            if len(events) < self._trace_events_limit:
-                events.append((ts, line))
+                traces.move_to_end(trace_id)
+            events.extend(new[: room - len(events)])
+        while len(traces) > self._trace_limit:
+            traces.popitem(last=False)
 
     def trim(self) -> None:
         """Keep the bounded containers bounded (amortized: in large steps)."""
@@ -505,6 +524,8 @@ class Aggregates:
 
 
 EXIT_NAMES = tuple(EXIT_KINDS.values())
+_BOT, _KIND, _SYMBOL = itemgetter(0), itemgetter(1), itemgetter(2)
+_TRACE_ID = methodcaller("get", "trace_id")
 
 
 def _select(out: Counter[Key], by_key: dict[Key, int], symbol: str | None, bot: str | None) -> None:

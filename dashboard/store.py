@@ -44,7 +44,7 @@ from bot.audit.dayindex import (
 )
 from bot.audit.indexcache import Fingerprint, IndexCache, default_cache_dir
 from bot.audit.reader import (
-    FollowedLine,
+    FollowedRun,
     Malformed,
     ReadStats,
     Record,
@@ -241,9 +241,9 @@ class TrailStore(StoreQueries):
             try:
                 for trail in self._trails.values():
                     while True:  # a large first read comes in pieces (chunk_bytes each)
-                        lines = trail.follower.poll_lines()
-                        count += self._publish(trail, lines)
-                        if len(lines) < _LARGE_POLL:
+                        runs = trail.follower.poll_runs()
+                        count += self._publish(trail, runs)
+                        if sum(len(run.lines) for run in runs) < _LARGE_POLL:
                             break
             finally:
                 if collecting:
@@ -323,8 +323,10 @@ class TrailStore(StoreQueries):
             return
         found.reverse()
         with self._lock:
-            for ts, index, record, line in found:
-                self._agg.note(ts, index.key_of(record), record.get("trace_id"), line)
+            stamps = [ts for ts, _, _, _ in found]
+            keys = [index.key_of(record) for _, index, record, _ in found]
+            records = [record for _, _, record, _ in found]
+            self._agg.note(stamps, keys, records, [line for _, _, _, line in found])
             if not covered_all:
                 self._agg.exact_floor = max(self._agg.exact_floor, found[0][0])
             self._agg.sort_exact()
@@ -349,52 +351,38 @@ class TrailStore(StoreQueries):
             self._bump()
         return count
 
-    def _publish(self, trail: _Trail, lines: list[FollowedLine]) -> int:
+    def _publish(self, trail: _Trail, runs: list[FollowedRun]) -> int:
         """Add new lines of one trail to its day indexes and make them visible."""
-        if not lines:
+        if not runs:
             return 0
         count = 0
-        runs: dict[str, list[tuple[int, bytes]]] = {}
+        days = []
         with self._lock:
             agg = self._agg
-            note = agg.note
-            name = ""
-            index = DayIndex(trail.name, "")  # replaced at the first line
-            run: list[tuple[int, bytes]] = []
-            add = index.add
-            for file, number, raw, record, ts in lines:  # FollowedLine, unpacked
-                if file != name:
-                    name = file
-                    day = chain.day_of_file(Path(name)) or ""
-                    found = agg.days.get((trail.name, day))
-                    if found is None:
-                        found = DayIndex(trail.name, day)
-                        agg.put_day(found)
-                    index = found
-                    run = runs.setdefault(day, [])
-                    add = index.add
-                offset = index.offset
-                index.offset = offset + len(raw) + 1
-                index.lines = number
-                run.append((number, raw))
-                if isinstance(record, str):
-                    index.note_malformed(number, record, raw)
-                    continue
+            for run in runs:
+                day = chain.day_of_file(Path(run.file)) or ""
+                index = agg.days.get((trail.name, day))
+                if index is None:
+                    index = DayIndex(trail.name, day)
+                    agg.put_day(index)
+                days.append((day, index))
                 # ts: the reader converted it while validating
-                note(ts, add(record, ts, offset), record.get("trace_id"), raw)
-                count += 1
+                keys, records, stamps, lines = index.add_run(
+                    run.first, run.lines, run.parsed, run.ts, run.malformed
+                )
+                agg.note(stamps, keys, records, lines)
+                count += len(keys)
             agg.trim()
         self._bump()
         if self._waiters:
             # let a reader blocked in wait_for_version take the GIL before the chain check
             time.sleep(_HANDOFF_SECONDS)
-        for day, numbered in runs.items():
-            index = self._agg.days[(trail.name, day)]
+        for run, (day, index) in zip(runs, days, strict=True):
             check = trail.checks.get(day)
             if check is None or check.ends is not index.chain:
                 check = trail.checks[day] = ChainCheck(self._key, index.chain)
             with self._lock:  # the integrity status reads the chain ends
-                check.check(f"audit_{day}.jsonl", numbered)
+                check.check(f"audit_{day}.jsonl", run.first, run.lines)
         return count
 
     def _on_reset(self, trail: str, day: str) -> None:

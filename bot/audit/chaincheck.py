@@ -48,22 +48,24 @@ class ChainCheck:
         last = self.ends.last_hash
         self._hash = last.encode() if last is not None else None
 
-    def check(self, name: str, numbered: list[tuple[int, bytes]]) -> None:
-        """Check lines (line number, bytes without newline) that follow what was checked."""
+    def check(self, name: str, first: int, lines: list[bytes]) -> None:
+        """Check lines (bytes without newline; ``first``: the number of the first) that
+        follow what was checked."""
         at = 0
-        raws = [raw for _, raw in numbered]
-        while at < len(raws):
+        while at < len(lines):
             if self._seq is None or self._hash is None:
-                self._check_one(name, *numbered[at])  # nothing to link to yet
+                self._check_one(name, first + at, lines[at])  # nothing to link to yet
                 at += 1
                 continue
-            bad, seq, prev = scan_lines(raws[at:], self._seq + 1, self._hash, self._key)
-            good = (len(raws) - at) if bad is None else bad
+            bad, seq, prev = scan_lines(
+                lines[at:] if at else lines, self._seq + 1, self._hash, self._key
+            )
+            good = (len(lines) - at) if bad is None else bad
             self.ends.checked += good
             self._seq, self._hash = seq - 1, prev
             if bad is None:
                 break
-            self._check_one(name, *numbered[at + bad])
+            self._check_one(name, first + at + bad, lines[at + bad])
             at += bad + 1
         self.ends.last_seq = self._seq
         self.ends.last_hash = self._hash.decode() if self._hash is not None else None

@@ -26,15 +26,17 @@ entry and loaded only when asked for.
 from __future__ import annotations
 
 import calendar
+import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from bot.audit import chain
 from bot.audit.chaincheck import ChainCheck, ChainEnds
-from bot.audit.reader import MAX_LINE_BYTES, Record, open_trail_file, read_line
+from bot.audit.reader import Record, open_trail_file, read_lines
 from bot.audit.trails import bot_of
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
@@ -76,21 +78,28 @@ MALFORMED_LIMIT = 50
 T_BOT, T_SYMBOL, T_SIDE, T_QTY, T_PRICE, T_TS, T_REALIZED, T_FEES = range(8)
 
 
-def record_detail(event_type: str, record: Record) -> str:
-    """The reason of a risk rejection, the order type of an order event, else ""."""
-    if event_type == RISK_REJECTION:
-        error = record.get("error")
-        reason = error.get("reason") if error else None
-        return reason if isinstance(reason, str) else "unknown"
-    if event_type in ORDER_OUTCOMES:
-        for name in ("order_data", "response"):
-            data = record.get(name)
-            if data:
-                kind = data.get("order_type") or data.get("type") or data.get("orderType")
-                if isinstance(kind, str):
-                    return kind
-        return "unknown"
-    return ""
+def _rejection_reason(record: Record) -> str:
+    error = record.get("error")
+    reason = error.get("reason") if error else None
+    return reason if isinstance(reason, str) else "unknown"
+
+
+def _order_type(record: Record) -> str:
+    for name in ("order_data", "response"):
+        data = record.get(name)
+        if data:
+            kind = data.get("order_type") or data.get("type") or data.get("orderType")
+            if isinstance(kind, str):
+                return kind
+    return "unknown"
+
+
+_DETAIL_OF: dict[str, Callable[[Record], str]] = {
+    RISK_REJECTION: _rejection_reason,
+    **dict.fromkeys(ORDER_OUTCOMES, _order_type),
+}
+"""The detail a record is counted under: the reason of a risk rejection, the order type
+of an order event; other event types have none ("")."""
 
 
 def _number(value: Any) -> float:
@@ -173,47 +182,106 @@ class DayIndex:
     def key_of(self, record: Record) -> Key:
         """The (bot, event_type, symbol, detail) a valid record is counted under."""
         kind: str = record["event_type"]
-        detail = record_detail(kind, record) if kind in _DETAILED else ""
-        return bot_of(record.get("bot_id"), self.trail), kind, record.get("symbol") or "", detail
+        detail_of = _DETAIL_OF.get(kind)
+        return (
+            bot_of(record.get("bot_id"), self.trail),
+            kind,
+            record.get("symbol") or "",
+            detail_of(record) if detail_of is not None else "",
+        )
 
     def add(self, record: Record, ts: float, offset: int = -1) -> Key:
         """Add one valid record (``ts``: its timestamp in epoch seconds) that starts at
-        byte ``offset`` of the day file; returns its key. The one rule of what a record
-        contributes to the aggregates."""
-        key = self.key_of(record)
-        bot, kind, symbol, detail = key
+        byte ``offset`` of the day file (-1: unknown); returns its key. See ``add_many``."""
+        return self.add_many((record,), (ts,), (offset,) if offset >= 0 else None)[0]
+
+    def add_many(
+        self,
+        records: Iterable[Record],
+        stamps: Iterable[float],
+        offsets: Iterable[int] | None = None,
+    ) -> list[Key]:
+        """Add valid records in file order (``stamps``: their timestamps in epoch seconds;
+        ``offsets``: the byte of the day file where each starts, for trace lookups);
+        returns their keys. The one rule of what a record contributes to the aggregates.
+
+        Records come in batches so that counting runs in C: the keys of a run of records
+        in one bucket are counted at once, the totals at the end."""
         resolution = self.resolution
-        bucket = int(ts) // resolution * resolution  # ts > 0: int() floors
-        counts = self.counts.get(bucket)
-        if counts is None:
-            counts = self.counts[bucket] = {}
-        counts[key] = counts.get(key, 0) + 1
-        totals = self.totals
-        totals[key] = totals.get(key, 0) + 1
-        self.records += 1
-        stamp: str = record["timestamp"]
-        span = self.spans.get((bot, symbol))
-        if span is None:
-            self.spans[(bot, symbol)] = [stamp, stamp]
-        elif stamp > span[1]:
-            span[1] = stamp
-        elif stamp < span[0]:
-            span[0] = stamp
-        last = self.last_event.get(bot)
-        if last is None or ts > last:
-            self.last_event[bot] = ts
-        trace_id = record.get("trace_id")
-        if trace_id and offset >= 0 and self.traces is not None:
-            offsets = self.traces.get(trace_id)
-            if offsets is None:
-                self.traces[trace_id] = [offset]
-            else:
-                offsets.append(offset)
-        extra = _EXTRAS.get(kind)
-        if extra is not None:
-            # _At(...) without its Python-level __new__ (every live record)
-            extra(self, record, _new(_At, (ts, bucket, bot, symbol, detail, trace_id)))
-        return key
+        spans, last_event = self.spans, self.last_event
+        traces = self.traces if offsets is not None else None
+        keys: list[Key] = []
+        append = keys.append
+        key_of, extra_of_kind = self.key_of, _EXTRAS.get
+        lo = hi = 0  # the bucket [lo, hi) of the run of keys[start:]
+        start = 0
+        for record, ts, offset in zip(records, stamps, offsets or _NO_OFFSETS, strict=False):
+            key = key_of(record)
+            bot, kind, symbol, detail = key
+            if not lo <= ts < hi:
+                _count_run(self.counts, lo, keys, start)
+                start = len(keys)
+                lo = int(ts) // resolution * resolution  # ts > 0: int() floors
+                hi = lo + resolution
+            append(key)
+            stamp: str = record["timestamp"]
+            span = spans.get((bot, symbol))
+            if span is None:
+                spans[(bot, symbol)] = [stamp, stamp]
+            elif stamp > span[1]:
+                span[1] = stamp
+            elif stamp < span[0]:
+                span[0] = stamp
+            last = last_event.get(bot)
+            if last is None or ts > last:
+                last_event[bot] = ts
+            trace_id = record.get("trace_id")
+            if trace_id and traces is not None:
+                found = traces.get(trace_id)
+                if found is None:
+                    traces[trace_id] = [offset]
+                else:
+                    found.append(offset)
+            extra = extra_of_kind(kind)
+            if extra is not None:
+                # _At(...) without its Python-level __new__ (every live record)
+                extra(self, record, _new(_At, (ts, lo, bot, symbol, detail, trace_id)))
+        _count_run(self.counts, lo, keys, start)
+        _count_elements(self.totals, keys)
+        self.records += len(keys)
+        return keys
+
+    def add_run(
+        self,
+        first: int,
+        lines: list[bytes],
+        parsed: list[Record | str],
+        stamps: list[float],
+        malformed: int,
+        accept: Callable[[str], bool] | None = None,
+    ) -> tuple[list[Key], list[Record], list[float], list[bytes]]:
+        """Add lines that follow what this index holds, as ``reader.read_lines`` read them
+        (``first``: the number of the first line): a malformed line is counted, a record
+        added — when ``accept``, if given, takes its timestamp text (a part of a day).
+        Returns the keys, records, timestamps and lines of the records added."""
+        starts = list(accumulate(map(_PLUS_NEWLINE, map(len, lines)), initial=self.offset))
+        records = cast(list[Record], parsed)
+        taken, offsets = lines, starts
+        if malformed or accept is not None:
+            chosen = []
+            for at, value in enumerate(parsed):
+                if isinstance(value, str):
+                    self.note_malformed(first + at, value, lines[at])
+                elif accept is None or accept(value["timestamp"]):
+                    chosen.append(at)
+            records = [records[at] for at in chosen]
+            stamps = [stamps[at] for at in chosen]
+            taken = [lines[at] for at in chosen]
+            offsets = [starts[at] for at in chosen]
+        keys = self.add_many(records, stamps, offsets)
+        self.offset = starts[-1]
+        self.lines = first + len(lines) - 1
+        return keys, records, stamps, taken
 
     def _signal(self, trace_id: str | None) -> list[Any] | None:
         if not trace_id or self.signals is None:
@@ -414,8 +482,20 @@ class DayIndex:
         return index
 
 
-_DETAILED = frozenset((RISK_REJECTION, *ORDER_OUTCOMES))
 _new = tuple.__new__
+_NO_OFFSETS = repeat(-1)
+_PLUS_NEWLINE = (1).__add__
+# Counts an iterable's items into a dict in C (what Counter.update runs), one hash each.
+_count_elements: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
+
+
+def _count_run(counts: dict[int, dict[Key, int]], bucket: int, keys: list[Key], start: int) -> None:
+    """Count ``keys[start:]`` (a run of records in one bucket) into ``counts[bucket]``."""
+    if start < len(keys):
+        into = counts.get(bucket)
+        if into is None:
+            into = counts[bucket] = {}
+        _count_elements(into, keys[start:] if start else keys)
 
 
 class _At(NamedTuple):
@@ -590,38 +670,17 @@ def index_lines(
     check: ChainCheck,
     name: str,
     lines: list[bytes],
-    first_number: int,
-    first_offset: int,
     max_year: int,
     accept: Callable[[str], bool] | None = None,
-) -> list[Record | str]:
+) -> None:
     """Add complete lines (without newlines) that follow what ``index`` holds: each is
-    parsed and validated, checked against the chain, and added; returns what each line
-    was (the record, or why it is malformed). ``accept``, when given, picks the records
-    added by their timestamp text (a part of a day); the chain check covers every line."""
-    out: list[Record | str] = []
-    offset, number = first_offset, first_number
-    for line in lines:
-        number += 1
-        parsed: tuple[Record, float] | str
-        if not line:
-            parsed = "empty_line"
-        elif len(line) > MAX_LINE_BYTES:
-            parsed = "line_too_long"
-        else:
-            parsed = read_line(line, max_year)
-        if isinstance(parsed, str):
-            index.note_malformed(number, parsed, line)
-            out.append(parsed)
-        else:
-            record, ts = parsed
-            if accept is None or accept(record["timestamp"]):
-                index.add(record, ts, offset)
-            out.append(record)
-        offset += len(line) + 1
-    check.check(name, list(enumerate(lines, start=first_number + 1)))
-    index.offset, index.lines = offset, number
-    return out
+    parsed and validated, checked against the chain, and added (a malformed one is
+    counted). ``accept``, when given, picks the records added by their timestamp text (a
+    part of a day); the chain check covers every line."""
+    first = index.lines + 1
+    parsed, stamps, malformed = read_lines(lines, max_year)
+    index.add_run(first, lines, parsed, stamps, malformed, accept)
+    check.check(name, first, lines)
 
 
 def index_file(
@@ -655,9 +714,7 @@ def index_file(
             partial = data[cut:]
             if cut:
                 lines = data[: cut - 1].split(b"\n")
-                index_lines(
-                    index, check, path.name, lines, index.lines, index.offset, max_year, accept
-                )
+                index_lines(index, check, path.name, lines, max_year, accept)
     return index
 
 

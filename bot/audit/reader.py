@@ -100,13 +100,49 @@ def read_line(line: bytes, max_year: int | None = None) -> tuple[Record, float] 
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            return "not_utf8"
-        return "invalid_json"
+        return _undecodable(line)
     seconds = record_seconds(value, max_year)
     return seconds if isinstance(seconds, str) else (value, seconds)
+
+
+def _undecodable(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
+    return "invalid_json"
+
+
+def read_lines(
+    lines: list[bytes], max_year: int | None = None, max_line: int = MAX_LINE_BYTES
+) -> tuple[list[Record | str], list[float], int]:
+    """Complete lines (without newlines) read as ``read_line`` reads one, an empty line
+    being malformed too: each line's record or why it is malformed, each record's
+    timestamp (0.0 for a malformed line), and how many lines are malformed."""
+    parsed: list[Record | str] = []
+    stamps: list[float] = []
+    add, stamp = parsed.append, stamps.append
+    loads, seconds_of = orjson.loads, record_seconds
+    malformed = 0
+    for line in lines:
+        if len(line) > max_line:
+            reason = "line_too_long"
+        else:
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError:
+                reason = _undecodable(line) if line else "empty_line"
+            else:
+                seconds = seconds_of(value, max_year)
+                if not isinstance(seconds, str):
+                    add(value)
+                    stamp(seconds)
+                    continue
+                reason = seconds
+        add(reason)
+        stamp(0.0)
+        malformed += 1
+    return parsed, stamps, malformed
 
 
 def parse_line(line: bytes, max_year: int | None = None) -> Record | str:
@@ -182,6 +218,23 @@ class FollowedLine(NamedTuple):
     """The record's timestamp in epoch seconds (0.0 for a malformed line)."""
 
 
+class FollowedRun(NamedTuple):
+    """Consecutive complete lines of one day file, as `TrailFollower.poll_runs` read them
+    in one go (``read_lines``): the live path takes them a run at a time."""
+
+    file: str
+    first: int
+    """The number of the first line."""
+    lines: list[bytes]
+    """Without their newlines."""
+    parsed: list[Record | str]
+    """Each line's record, or why it is malformed."""
+    ts: list[float]
+    """Each record's timestamp in epoch seconds (0.0 for a malformed line)."""
+    malformed: int
+    """How many of the lines are malformed."""
+
+
 @dataclass
 class _Cursor:
     """Where we are in one day's file; keyed by day so `.jsonl` → `.jsonl.gz` is seamless."""
@@ -254,7 +307,21 @@ class TrailFollower:
 
     def poll_lines(self) -> list[FollowedLine]:
         """Every new complete line since the last call, malformed ones included."""
-        out: list[FollowedLine] = []
+        return [
+            FollowedLine(run.file, number, raw, parsed, ts)
+            for run in self.poll_runs()
+            for number, raw, parsed, ts in zip(
+                range(run.first, run.first + len(run.lines)),
+                run.lines,
+                run.parsed,
+                run.ts,
+                strict=True,
+            )
+        ]
+
+    def poll_runs(self) -> list[FollowedRun]:
+        """``poll_lines``, a run of lines of one file at a time."""
+        out: list[FollowedRun] = []
         max_year = time.gmtime().tm_year + 1
         for path in chain.trail_files(self.directory):
             day = chain.day_of_file(path)
@@ -265,7 +332,7 @@ class TrailFollower:
                 continue  # rotated or compressed between listing and open
         return out
 
-    def _read_new(self, day: str, path: Path, out: list[FollowedLine], max_year: int) -> None:
+    def _read_new(self, day: str, path: Path, out: list[FollowedRun], max_year: int) -> None:
         st = path.stat()
         cursor = self._cursors.get(day)
         gz = path.name.endswith(".gz")
@@ -314,50 +381,29 @@ class TrailFollower:
         cursor.partial = b""
         cursor.skipping = False
 
-    def _consume(
-        self, cursor: _Cursor, data: bytes, out: list[FollowedLine], max_year: int
-    ) -> None:
+    def _consume(self, cursor: _Cursor, data: bytes, out: list[FollowedRun], max_year: int) -> None:
         if cursor.partial:
             data = cursor.partial + data
         lines = data.split(b"\n")
         cursor.partial = lines.pop()
         name = cursor.path.name
-        number = cursor.line_no
-        skipping = cursor.skipping
-        max_line, stats, loads, append = self._max_line, self.stats, orjson.loads, out.append
-        new = tuple.__new__  # FollowedLine(...) without its Python-level __new__ (live path)
-        valid = 0
-        for line in lines:
-            number += 1
-            if skipping:
-                skipping = False
-                continue
-            parsed: Record | str
-            ts = 0.0
-            if not line:
-                parsed = "empty_line"
-            elif len(line) > max_line:
-                parsed = "line_too_long"
-            else:
-                # read_line, inlined: this loop is the live path
-                try:
-                    parsed = loads(line)
-                except orjson.JSONDecodeError:
-                    parsed = parse_line(line, max_year)  # names the reason
-                else:
-                    checked = record_seconds(parsed, max_year)
-                    if isinstance(checked, str):
-                        parsed = checked
-                    else:
-                        ts = checked
-            if isinstance(parsed, str):
-                stats.note_malformed(name, number, parsed, line)
-            else:
-                valid += 1
-            append(new(FollowedLine, (name, number, line, parsed, ts)))
-        stats.records += valid
-        cursor.line_no = number
-        cursor.skipping = skipping
+        first = cursor.line_no + 1
+        if cursor.skipping and lines:
+            del lines[0]  # the end of an over-long line, counted when it began
+            first += 1
+            cursor.skipping = False
+        cursor.line_no = first + len(lines) - 1
+        if lines:
+            parsed, stamps, malformed = read_lines(lines, max_year, self._max_line)
+            stats = self.stats
+            stats.records += len(lines) - malformed
+            if malformed:
+                for number, line, reason in zip(
+                    range(first, first + len(lines)), lines, parsed, strict=True
+                ):
+                    if isinstance(reason, str):
+                        stats.note_malformed(name, number, reason, line)
+            out.append(FollowedRun(name, first, lines, parsed, stamps, malformed))
         if len(cursor.partial) > self._max_line:
             self.stats.note_malformed(name, cursor.line_no + 1, "line_too_long", cursor.partial)
             cursor.partial = b""

@@ -68,19 +68,19 @@ def days_trail(trail_writer: Writer, directory: Path, days: int = 4, flows: int 
 def lines_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the day files whose lines are read (by the follower or the indexer)."""
     read: list[str] = []
-    poll = TrailFollower.poll_lines
+    poll = TrailFollower.poll_runs
     index = history.index_pending
 
     def spy_poll(self: TrailFollower) -> list:  # type: ignore[type-arg]
-        lines = poll(self)
-        read.extend(sorted({line.file for line in lines}))
-        return lines
+        runs = poll(self)
+        read.extend(sorted({run.file for run in runs}))
+        return runs
 
     def spy_index(pending: history.PendingDay, *args: object) -> object:
         read.append(pending.path.name)
         return index(pending, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(TrailFollower, "poll_lines", spy_poll)
+    monkeypatch.setattr(TrailFollower, "poll_runs", spy_poll)
     monkeypatch.setattr("dashboard.store.index_pending", spy_index)
     return read
 
