@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import math
 import os
 import threading
@@ -38,10 +37,7 @@ from typing import Any
 
 from bot.audit import chain
 from bot.audit.chaincheck import ChainCheck
-from bot.audit.dayindex import (
-    MINUTE,
-    DayIndex,
-)
+from bot.audit.dayindex import MINUTE, DayIndex, gc_paused
 from bot.audit.indexcache import Fingerprint, IndexCache, default_cache_dir
 from bot.audit.reader import (
     FollowedRun,
@@ -236,18 +232,13 @@ class TrailStore(StoreQueries):
                 if name not in self._trails:
                     count += self._open_trail(name, directory)
                     opened.append(self._trails[name])
-            collecting = gc.isenabled()
-            gc.disable()  # a batch allocates many containers: collect after publishing
-            try:
+            with gc_paused():  # collect after publishing
                 for trail in self._trails.values():
                     while True:  # a large first read comes in pieces (chunk_bytes each)
                         runs = trail.follower.poll_runs()
                         count += self._publish(trail, runs)
                         if sum(len(run.lines) for run in runs) < _LARGE_POLL:
                             break
-            finally:
-                if collecting:
-                    gc.enable()
             for trail in opened:  # what a first start read is kept at once
                 self._keep_trail(trail)
             if history_budget != 0 and self._history.busy:

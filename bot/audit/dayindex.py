@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import calendar
 import collections
+import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -714,8 +716,24 @@ def index_file(
             partial = data[cut:]
             if cut:
                 lines = data[: cut - 1].split(b"\n")
-                index_lines(index, check, path.name, lines, max_year, accept)
+                with gc_paused():
+                    index_lines(index, check, path.name, lines, max_year, accept)
     return index
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch of lines is indexed: a batch
+    allocates many containers (each record's dicts), and collecting every few hundred of
+    them would walk the growing index over and over; what a batch leaves is collected
+    after it (records are freed by reference counting; they hold no cycles)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def day_start(day: str) -> int:
