@@ -104,12 +104,15 @@ _DETAIL_OF: dict[str, Callable[[Record], str]] = {
 of an order event; other event types have none ("")."""
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
 def _optional_number(value: Any) -> float | None:
+    if type(value) is float:  # what orjson returns, first: every fill has several
+        return value
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float:
+    number = _optional_number(value)
+    return 0.0 if number is None else number
 
 
 def _text(value: Any) -> str:
@@ -285,11 +288,6 @@ class DayIndex:
         self.lines = first + len(lines) - 1
         return keys, records, stamps, taken
 
-    def _signal(self, trace_id: str | None) -> list[Any] | None:
-        if not trace_id or self.signals is None:
-            return None
-        return self.signals.get(trace_id)
-
     def _fill(
         self, record: Record, ts: float, bucket: int, bot: str, symbol: str, trace_id: str | None
     ) -> None:
@@ -304,7 +302,7 @@ class DayIndex:
         price = _number(response.get("avg_price"))
         if not trace_id:
             return
-        row = self._signal(trace_id)
+        row = self.signals.get(trace_id) if self.signals is not None else None
         if role == ENTRY_ROLE:
             trade = self.open_trades.get(trace_id)
             if trade is None:
@@ -533,24 +531,29 @@ def _signal_processing(index: DayIndex, record: Record, at: _At) -> None:
     ]
 
 
-def _outcome(outcome: str) -> Callable[[DayIndex, Record, _At], None]:
-    """The extra of a record that settles a signal's outcome."""
+def _settled(index: DayIndex, at: _At) -> list[Any] | None:
+    """The signal row a record of its trace settles, if the signal is in this index."""
+    signals = index.signals
+    return signals.get(at.trace_id) if at.trace_id and signals is not None else None
 
-    def extra(index: DayIndex, record: Record, at: _At) -> None:
-        row = index._signal(at.trace_id)
-        if row is None:
-            return
-        if outcome == "capped":
-            row[R_CAPPED] = True
-        elif outcome == "rejected":
-            row[R_OUTCOME], row[R_REASON] = outcome, at.detail
-        elif outcome == "failed":
-            data = record.get("additional_data") or {}
-            row[R_OUTCOME], row[R_REASON] = outcome, _text(data.get("error_type")) or None
-        else:
-            row[R_OUTCOME] = "capped" if row[R_CAPPED] else "traded"
 
-    return extra
+def _rejected(index: DayIndex, record: Record, at: _At) -> None:
+    row = _settled(index, at)
+    if row is not None:
+        row[R_OUTCOME], row[R_REASON] = "rejected", at.detail
+
+
+def _traded(index: DayIndex, record: Record, at: _At) -> None:
+    row = _settled(index, at)
+    if row is not None:
+        row[R_OUTCOME] = "capped" if row[R_CAPPED] else "traded"
+
+
+def _failed(index: DayIndex, record: Record, at: _At) -> None:
+    row = _settled(index, at)
+    if row is not None:
+        data = record.get("additional_data") or {}
+        row[R_OUTCOME], row[R_REASON] = "failed", _text(data.get("error_type")) or None
 
 
 def _order_rejected(index: DayIndex, record: Record, at: _At) -> None:
@@ -561,9 +564,6 @@ def _order_rejected(index: DayIndex, record: Record, at: _At) -> None:
 
 def _order_filled(index: DayIndex, record: Record, at: _At) -> None:
     index._fill(record, at.ts, at.bucket, at.bot, at.symbol, at.trace_id)
-
-
-_SETTLE_CAPPED = _outcome("capped")
 
 
 def _capped(index: DayIndex, record: Record, at: _At) -> None:
@@ -579,7 +579,9 @@ def _capped(index: DayIndex, record: Record, at: _At) -> None:
     )
     if len(index.capped) > 2 * CAPPED_LIMIT:
         del index.capped[:-CAPPED_LIMIT]
-    _SETTLE_CAPPED(index, record, at)
+    row = _settled(index, at)
+    if row is not None:
+        row[R_CAPPED] = True
 
 
 def _heartbeat(index: DayIndex, record: Record, at: _At) -> None:
@@ -619,10 +621,10 @@ def _protection(index: DayIndex, record: Record, at: _At) -> None:
 
 _EXTRAS: dict[str, Callable[[DayIndex, Record, _At], None]] = {
     "signal_processing": _signal_processing,
-    RISK_REJECTION: _outcome("rejected"),
+    RISK_REJECTION: _rejected,
     CAPPED: _capped,
-    "trade_executed": _outcome("traded"),
-    "trade_execution_failed": _outcome("failed"),
+    "trade_executed": _traded,
+    "trade_execution_failed": _failed,
     "order_rejected": _order_rejected,
     "order_filled": _order_filled,
     HEARTBEAT: _heartbeat,
