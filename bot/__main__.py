@@ -28,7 +28,7 @@ from types import FrameType
 
 from bot.audit import AuditDirectoryLocked, AuditEventType, AuditLogger
 from bot.clock import SYSTEM, Clock
-from bot.config import Settings, duration_seconds, load_settings
+from bot.config import Settings, load_settings
 from bot.control.desk import ControlDesk
 from bot.control.guard import EntryGuard
 from bot.control.protections import (
@@ -42,6 +42,7 @@ from bot.control.restore import read_back, replay
 from bot.control.server import ControlServer
 from bot.control.state import TradingControl
 from bot.deadman import DeadmanSwitch
+from bot.durations import parse_duration
 from bot.engine import TradingEngine
 from bot.errors import ConfigError, ExchangeError
 from bot.exchange.base import Exchange
@@ -129,7 +130,7 @@ def build_venue(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -
 
 
 def _seconds(text: str | None) -> float | None:
-    return None if text is None else duration_seconds(text)
+    return None if text is None else parse_duration(text)
 
 
 def build_guard(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -> EntryGuard:
@@ -143,8 +144,8 @@ def build_guard(settings: Settings, audit: AuditLogger, clock: Clock = SYSTEM) -
         if guard is None
         else StoplossGuard(
             count=guard.count,
-            window=duration_seconds(guard.window),
-            lock=duration_seconds(guard.lock),
+            window=parse_duration(guard.window),
+            lock=parse_duration(guard.lock),
         ),
         cooldown=_seconds(section.cooldown),
     )

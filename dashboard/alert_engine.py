@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from dashboard.alert_rules import Rule, format_duration
+from bot.durations import format_duration
+from dashboard.alert_rules import Rule
 from dashboard.metrics import rate_parts
 
 CountsFn = Callable[[float, float, str | None], Mapping[str, int]]

@@ -9,12 +9,12 @@ staleness); the state machine that evaluates rules lives in ``dashboard.alert_en
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.durations import format_duration, parse_duration
 from dashboard.metrics import RATE_METRICS
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("alerts.toml")  # the shipped rules
@@ -25,33 +25,6 @@ DEFAULT_STALE_AFTER = 180.0  # three missed heartbeats at the bot's default 60 s
 
 class RulesError(ValueError):
     """The rules file is unusable; the message names the file, the rule and the key."""
-
-
-# ------------------------------------------------------------------ durations
-
-_DURATION_RE = re.compile(r"^(?:\d+[smhd])+$")
-_DURATION_PART_RE = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration string such as ``30s``, ``15m``, ``1h``, ``1h30m``."""
-    if not isinstance(text, str) or not _DURATION_RE.match(text):
-        raise ValueError(f"{text!r} is not a duration (write e.g. '30s', '15m', '1h', '1h30m')")
-    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text)))
-
-
-def format_duration(seconds: float) -> str:
-    """Inverse of parse_duration for display (``900.0`` -> ``15m``)."""
-    rest = round(seconds)
-    if rest == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts)
 
 
 # ---------------------------------------------------------------------- rules

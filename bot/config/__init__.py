@@ -10,7 +10,7 @@ Precedence, lowest first: built-in defaults, ``--config FILE`` (TOML), environme
   of ``os.environ`` in the bot.
 """
 
-from bot.config.keys import KEYS, Key, duration_seconds
+from bot.config.keys import KEYS, Key
 from bot.config.loading import default_audit_dir, load_settings
 from bot.config.settings import Secrets, Settings, key_paths
 
@@ -20,7 +20,6 @@ __all__ = [
     "Secrets",
     "Settings",
     "default_audit_dir",
-    "duration_seconds",
     "key_paths",
     "load_settings",
 ]

@@ -2,7 +2,7 @@
 
 Loading (``bot.config.loading``) checks every value against :data:`KEYS` and the
 typed view (``bot.config.settings``) names exactly these keys, so a key is
-declared here once. ``duration_seconds`` reads the durations some keys hold.
+declared here once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bot.durations import is_duration, parse_duration
 
 BINANCE_INTERVALS = (
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
@@ -47,19 +49,8 @@ def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or rule(v)
 
 
-_DURATION_RE = re.compile(r"^(?:\d+[smhd])+$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(text: str) -> float:
-    """Seconds in a duration such as ``30s``, ``15m``, ``1h30m`` (as alert rules write them)."""
-    if not _DURATION_RE.match(text):
-        raise ValueError(f"{text!r} is not a duration")
-    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)([smhd])", text)))
-
-
 def _is_duration(text: str) -> bool:
-    return bool(_DURATION_RE.match(text)) and duration_seconds(text) > 0
+    return is_duration(text) and parse_duration(text) > 0
 
 
 def _all(rule: Callable[[str], bool], *, max_items: int = 50) -> Callable[[Any], bool]:

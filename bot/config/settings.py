@@ -79,7 +79,7 @@ class ExecutionSection:
 @dataclass(frozen=True, slots=True)
 class StoplossGuardSection:
     count: int
-    window: str  # a duration; duration_seconds() reads it
+    window: str  # a duration; bot.durations.parse_duration reads it
     lock: str
 
 

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.alert_rules import (
-    STALENESS,
-    RulesError,
-    format_duration,
-    load_rules,
-    parse_duration,
-)
+from bot.durations import format_duration, parse_duration
+from dashboard.alert_rules import STALENESS, RulesError, load_rules
 from dashboard.metrics import RATE_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
