@@ -67,7 +67,7 @@ class AuditLogger:
     ) -> None:
         """``bot_id`` is written in every record (SPEC §4). ``file_prefix`` names the day
         files ``<prefix>YYYYMMDD.jsonl``: the alerts process writes its own trail in this
-        format as ``alerts_YYYYMMDD.jsonl`` (SPEC §5, dashboard/alerts.py)."""
+        format as ``alerts_YYYYMMDD.jsonl`` (SPEC §5, dashboard/alert_records.py)."""
         self.audit_dir = Path(audit_dir)
         self.file_prefix = file_prefix
         self.bot_id = bot_id
