@@ -149,9 +149,9 @@ def second_prefix(second: int) -> tuple[bytes, str]:
     )
 
 
-_TIMESTAMP_RE = re.compile(r"^(\d{4})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$", re.ASCII)
+_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z", re.ASCII)
 MIN_YEAR = 2000
-_MINUTES: dict[str, int] = {}  # epoch second of "YYYY-MM-DDTHH:MM" (records share minutes)
+_MINUTES: dict[str, tuple[int, int]] = {}  # "YYYY-MM-DDTHH:MM" -> (epoch second, year)
 
 
 _next_year_memo = (-1, 0)  # (epoch hour, next year): readers call _next_year per record
@@ -172,21 +172,21 @@ def timestamp_seconds(stamp: object, max_year: int | None = None) -> float | Non
     The one timestamp check of every reader: ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z`` in ASCII
     digits, a real calendar minute, seconds below 61 (a leap second), and a year from
     MIN_YEAR to ``max_year`` (default: next year, so a clock far in the future is caught)."""
-    if not isinstance(stamp, str) or _TIMESTAMP_RE.match(stamp) is None:
+    if not isinstance(stamp, str) or _TIMESTAMP_RE.fullmatch(stamp) is None:
         return None
-    year = int(stamp[:4])
-    if not MIN_YEAR <= year <= (max_year if max_year is not None else _next_year()):
-        return None
-    minute = stamp[:16]
-    base = _MINUTES.get(minute)
-    if base is None:
+    minute = stamp[:16]  # records share minutes: the calendar check is done once per minute
+    found = _MINUTES.get(minute)
+    if found is None:
         try:
             base = calendar.timegm(time.strptime(minute, "%Y-%m-%dT%H:%M"))
         except ValueError:
             return None
         if len(_MINUTES) > 100_000:
             _MINUTES.clear()
-        _MINUTES[minute] = base
+        found = _MINUTES[minute] = (base, int(stamp[:4]))
+    base, year = found
+    if not MIN_YEAR <= year <= (max_year if max_year is not None else _next_year()):
+        return None
     seconds = float(stamp[17:-1])
     return base + seconds if seconds < 61 else None
 
