@@ -219,7 +219,7 @@ def iter_records(
 
 
 class FollowedLine(NamedTuple):
-    """One complete line as `TrailFollower.poll_lines` saw it (for chain checks)."""
+    """One complete line as `TrailFollower.poll_lines` saw it (e.g. for `tail`)."""
 
     file: str
     number: int
