@@ -50,7 +50,6 @@ from bot.audit import chain
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(tempfile.gettempdir()) / "dashboard_bench_cache"
 
-RUN_ID = "run-bench"
 START = 1_795_000_000  # 2026-11-18T09:46:40Z
 COLD_RUNS = 3
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
@@ -222,19 +221,6 @@ def _fill(
     return ("order_filled", "on_order_update", fields)
 
 
-def _seal(sealer: chain.Sealer, record: dict[str, Any], seq: int, prev: str) -> tuple[bytes, str]:
-    """The sealed line of ``record`` (its members up to ``run_id``) and its hash."""
-    record_body = getattr(chain, "record_body", None)
-    if record_body is not None:  # the sealer takes whole record bodies
-        line, digest = sealer.seal(record_body(record, seq, prev))
-        return line, digest
-    # the sealer before that: the fields without the closing brace, then the run tag
-    run_id = record.pop("run_id")
-    payload = orjson.dumps(record)[:-1]
-    line, digest = sealer.seal(payload, chain.run_tag(run_id), seq, prev.encode())
-    return line, digest.decode()
-
-
 class TrailWriter:
     """Writes sealed lines directly (no AuditLogger) so a million records take seconds."""
 
@@ -246,8 +232,9 @@ class TrailWriter:
         self.now = start
         self.rng = random.Random(seed)
         self.sealer = chain.Sealer()
+        self.tag = chain.run_tag("run-bench")
         self.seq = 0
-        self.prev = chain.GENESIS_HASH
+        self.prev = chain.GENESIS_HASH.encode()
         self.files: dict[str, Any] = {}
         self.last_heartbeat = -1e18
         self.written = 0
@@ -262,8 +249,8 @@ class TrailWriter:
         if symbol:
             record["symbol"] = symbol
         record.update(fields)
-        record["run_id"] = RUN_ID
-        line, self.prev = _seal(self.sealer, record, self.seq, self.prev)
+        payload = orjson.dumps(record)[:-1]  # the sealer takes it without its closing brace
+        line, self.prev = self.sealer.seal(payload, self.tag, self.seq, self.prev)
         self.seq += 1
         day = moment.strftime("%Y%m%d")
         fh = self.files.get(day)
@@ -313,7 +300,7 @@ def generated_trail(records: int, days: float = 4.0) -> Path:
     writer.write_records(records, mean_gap=days * 86_400 / records * 7)
     writer.close()
     (directory / ".state.json").write_text(
-        json.dumps({"seq": writer.seq, "prev": writer.prev, "now": writer.now})
+        json.dumps({"seq": writer.seq, "prev": writer.prev.decode(), "now": writer.now})
     )
     done.touch()
     size = sum(p.stat().st_size for p in directory.glob("audit_*"))
@@ -617,7 +604,7 @@ def appender(directory: Path) -> TrailWriter:
     """A writer continuing the cached trail's chain (its appends are cut afterwards)."""
     state = json.loads((directory / ".state.json").read_text())
     writer = TrailWriter(directory, state["now"] + 1, seed=99, buffering=1 << 24)
-    writer.seq, writer.prev = state["seq"], state["prev"]
+    writer.seq, writer.prev = state["seq"], state["prev"].encode()
     return writer
 
 
