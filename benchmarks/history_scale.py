@@ -1,9 +1,10 @@
 """Benchmark: does opening a long history cost what opening one day costs? (issue 10, SPEC §9)
 
-    .venv/bin/python -m benchmarks.history_scale [--records 8000000] [--days 60] [--append-only]
+    .venv/bin/python -m benchmarks.history_scale [--records 8000000] [--days 60] [--reuse-cache]
+        [--append-only]
 
 Generates, with the project's own writer (``AuditLogger`` on an injected clock, the
-flows of SPEC §6 from benchmarks/dashboard_ingest.py), a 1-day trail and a ``--days``
+flows of SPEC §6 from benchmarks/trailgen.py), a 1-day trail and a ``--days``
 trail of ``--records`` records with the same records per day (cached under $TMPDIR
 between runs), then measures on each, in fresh child processes:
 
@@ -33,10 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dashboard_ingest import SYMBOLS, _child, _flow
+from benchmarks.child import ROOT, run_child
+from benchmarks.trailgen import SYMBOLS, flow
 from bot.audit import AuditLogger
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = Path(tempfile.gettempdir()) / "history_scale"
 RUNS = 3
 
@@ -72,7 +73,7 @@ def generate(directory: Path, records: int, days: int, end: float) -> None:
                 written += 1
             trace_id = f"{rng.getrandbits(64):016x}"
             symbol = rng.choice(SYMBOLS)
-            for event_type, operation, fields in _flow(rng, symbol, trace_id):
+            for event_type, operation, fields in flow(rng, symbol, trace_id):
                 logger.log_event(event_type, operation, symbol=symbol, trace_id=trace_id, **fields)
                 written += 1
                 clock.now += gap
@@ -102,7 +103,7 @@ print(json.dumps({{"seconds": seconds, "records": records, "peak_rss_mb": peak,
 
 _APPEND = """
 import json, random, sys, threading, time
-from benchmarks.dashboard_ingest import SYMBOLS, _flow
+from benchmarks.trailgen import SYMBOLS, flow
 from dashboard.store import TrailStore
 from bot.audit import AuditLogger
 store = TrailStore({dir!r}, cache_dir={cache!r})
@@ -119,7 +120,7 @@ with AuditLogger({dir!r}, fsync_interval=3600, checkpoint_interval=1e9) as logge
         while written < 1000:  # the flows of SPEC 6, as the bot writes them
             trace = f"{{rng.getrandbits(64):016x}}"
             symbol = rng.choice(SYMBOLS)
-            for kind, operation, fields in _flow(rng, symbol, trace)[: 1000 - written]:
+            for kind, operation, fields in flow(rng, symbol, trace)[: 1000 - written]:
                 logger.log_event(kind, operation, symbol=symbol, trace_id=trace, **fields)
                 written += 1
         seen = []
@@ -154,12 +155,12 @@ def measure(name: str, directory: Path, *, reuse: bool) -> dict[str, Any]:
         shutil.rmtree(cache.with_name(cache.name + "-summary"), ignore_errors=True)
     fmt = {"dir": str(directory), "cache": str(cache)}
     print(f"\n{name}: {directory}")
-    first = _child(_STORE.format(**fmt, verify=True))
+    first = run_child(_STORE.format(**fmt, verify=True))
     print(
         f"  first indexing (one-off)     {first['seconds']:7.2f} s  ({first['records']:,} records)"
     )
     cold = sorted(
-        (_child(_STORE.format(**fmt, verify=False)) for _ in range(RUNS)),
+        (run_child(_STORE.format(**fmt, verify=False)) for _ in range(RUNS)),
         key=lambda run: run["seconds"],
     )
     median = cold[len(cold) // 2]
@@ -188,7 +189,7 @@ def changed_day(directory: Path, name: str) -> None:
     day = files[len(files) // 2]
     os.utime(day)
     fmt = {"dir": str(directory), "cache": str(cache)}
-    run = _child(_STORE.format(**fmt, verify=True))
+    run = run_child(_STORE.format(**fmt, verify=True))
     print(
         f"  a changed closed day ({day.name}) verified again in {run['seconds']:.2f} s:"
         f" ok={run['ok']}, reverified={run['reverified']}"
@@ -202,7 +203,7 @@ def appends(directory: Path, name: str) -> None:
     newest = sorted(directory.glob("audit_*"))[-1]
     copy.mkdir(parents=True)
     shutil.copy2(newest, copy / newest.name)  # the newest day only: appends go there
-    result = _child(_APPEND.format(dir=str(copy), cache=str(cache)))
+    result = run_child(_APPEND.format(dir=str(copy), cache=str(cache)))
     visible, done = sorted(result["visible"]), sorted(result["done"])
     print(
         f"  1,000 appended records -> aggregates published: median {visible[3] * 1e3:.1f} ms,"
@@ -244,7 +245,7 @@ def main() -> None:
     peak = 0.0
     for _ in range(5):
         runs = [
-            _child(_STORE.format(dir=str(d), cache=str(BASE / f"cache-{n}"), verify=False))
+            run_child(_STORE.format(dir=str(d), cache=str(BASE / f"cache-{n}"), verify=False))
             for d, n in ((one, "1 day"), (many, f"{args.days} days"))
         ]
         pairs.append((runs[0]["seconds"], runs[1]["seconds"]))
