@@ -25,8 +25,7 @@ from typing import Any
 
 import orjson
 
-from bot.audit.dayindex import (
-    DAY,
+from bot.audit.dayextras import (
     EXIT_KINDS,
     FEE,
     LOSSES,
@@ -56,11 +55,9 @@ from bot.audit.dayindex import (
     T_TS,
     TRADES,
     WINS,
-    DayIndex,
-    Key,
-    day_start,
     slippage_bps,
 )
+from bot.audit.dayindex import DAY, DayIndex, Key, day_start
 from bot.audit.reader import Record
 
 Rows = list[list[Any]]

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.audit import chain
-from bot.audit.dayindex import HOUR, MINUTE, DayIndex, index_file
+from bot.audit.dayfile import index_file
+from bot.audit.dayindex import HOUR, MINUTE, DayIndex
 from bot.audit.indexcache import Fingerprint, IndexCache
 from bot.audit.reader import TrailFollower, open_trail_file
 

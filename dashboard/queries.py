@@ -21,16 +21,9 @@ from typing import Any
 
 import orjson
 
-from bot.audit.dayindex import (
-    MINUTE,
-    ORDER_OUTCOMES,
-    R_BOT,
-    R_FILL,
-    R_SYMBOL,
-    R_TS,
-    RISK_REJECTION,
-    iter_lines_at,
-)
+from bot.audit.dayextras import R_BOT, R_FILL, R_SYMBOL, R_TS, RISK_REJECTION
+from bot.audit.dayfile import iter_lines_at
+from bot.audit.dayindex import MINUTE, ORDER_OUTCOMES
 from bot.audit.indexcache import IndexCache
 from bot.audit.reader import Record
 from dashboard.aggregates import (

@@ -37,7 +37,8 @@ from typing import Any
 
 from bot.audit import chain
 from bot.audit.chaincheck import ChainCheck
-from bot.audit.dayindex import MINUTE, DayIndex, gc_paused
+from bot.audit.dayfile import gc_paused
+from bot.audit.dayindex import MINUTE, DayIndex
 from bot.audit.indexcache import Fingerprint, IndexCache, default_cache_dir
 from bot.audit.reader import (
     FollowedRun,

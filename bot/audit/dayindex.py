@@ -2,9 +2,11 @@
 
 What the dashboard and ``summary`` derive from a day file — its counts per time
 bucket, its trading results, its signals, its verified chain ends — is a ``DayIndex``,
-fed record by record by ``DayIndex.add``: the one rule of what a record contributes,
+fed in file order by ``DayIndex.add_many``: the one rule of what a record contributes,
 used for a closed day indexed once (then kept by ``bot.audit.indexcache``) and for
-each live line the dashboard reads.
+each live line the dashboard reads. It counts every record here and hands the records
+of some event types to their extras (``bot.audit.dayextras``: the trading results,
+signal rows and control acts); ``bot.audit.dayfile`` reads a day file into an index.
 
 A DayIndex holds, per bucket (minutes; hours once coarsened for old days):
 
@@ -27,18 +29,15 @@ from __future__ import annotations
 
 import calendar
 import collections
-import contextlib
-import gc
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
-from bot.audit import chain
-from bot.audit.chaincheck import ChainCheck, ChainEnds
-from bot.audit.reader import Record, open_trail_file, read_lines
+from bot.audit.chaincheck import ChainEnds
+from bot.audit.dayextras import CAPPED_LIMIT, EXTRAS, PROTECTION_LIMIT, RISK_REJECTION, At
+from bot.audit.reader import Record
 from bot.audit.trails import bot_of
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
@@ -54,30 +53,9 @@ ORDER_OUTCOMES = {
     "order_filled": "filled",
     "order_cancelled": "cancelled",
 }
-RISK_REJECTION = "risk_rejection"
-CAPPED = "position_size_capped"
-HEARTBEAT = "heartbeat"
-EXIT_KINDS = {"tp": "take_profit", "sl": "stop_loss", "x": "protective_close"}
-ENTRY_ROLE = "e"
 
-# measures of ``sums``: per fill (realized PnL, fees) and per closed trade (at its exit)
-PNL, FEE = "realized_pnl", "fees"
-TRADES, WINS, LOSSES, NET = "trades", "wins", "losses", "trade_net"
-SLIPPED, SLIPPAGE_BPS = "slipped_entries", "slippage_bps"
-
-CAPPED_LIMIT = 20_000  # capped quantities kept per day (the newest)
-CAPPED_SUMMARY = 500  # of which the hour-level part of a cache entry holds the newest
-PROTECTION_LIMIT = 1_000
+CAPPED_SUMMARY = 500  # capped quantities the hour-level part of a cache entry holds (the newest)
 MALFORMED_LIMIT = 50
-
-# A signal row is a list (rows are many and mutated as the trace goes on), by position:
-# [time, bot, symbol, side, strategy, trace_id, outcome, reason, entry_price (the
-#  signal's), fill_price, exit_price, exit_kind, pnl, capped]
-(R_TS, R_BOT, R_SYMBOL, R_SIDE, R_STRATEGY, R_TRACE, R_OUTCOME) = range(7)
-(R_REASON, R_ENTRY, R_FILL, R_EXIT, R_EXIT_KIND, R_PNL, R_CAPPED) = range(7, 14)
-
-# an open trade: [bot, symbol, side, quantity, entry_price, opened_at, realized, fees]
-T_BOT, T_SYMBOL, T_SIDE, T_QTY, T_PRICE, T_TS, T_REALIZED, T_FEES = range(8)
 
 
 def _rejection_reason(record: Record) -> str:
@@ -102,37 +80,6 @@ _DETAIL_OF: dict[str, Callable[[Record], str]] = {
 }
 """The detail a record is counted under: the reason of a risk rejection, the order type
 of an order event; other event types have none ("")."""
-
-
-def _optional_number(value: Any) -> float | None:
-    if type(value) is float:  # what orjson returns, first: every fill has several
-        return value
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _number(value: Any) -> float:
-    number = _optional_number(value)
-    return 0.0 if number is None else number
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def slippage_bps(side: str, signal: float | None, fill: float | None) -> float | None:
-    """The entry fill's slippage against the signal's entry price in bps (positive:
-    filled worse), or None when either price is missing."""
-    if not signal or fill is None:
-        return None
-    sign = -1.0 if side in ("SHORT", "SELL") else 1.0
-    return sign * (fill - signal) / signal * 10_000
-
-
-def _add(target: dict[int, dict[Any, Any]], bucket: int, key: Any, n: float) -> None:
-    into = target.get(bucket)
-    if into is None:
-        into = target[bucket] = {}
-    into[key] = into.get(key, 0) + n
 
 
 # ------------------------------------------------------------------ the day index
@@ -217,7 +164,7 @@ class DayIndex:
         traces = self.traces if offsets is not None else None
         keys: list[Key] = []
         append = keys.append
-        key_of, extra_of_kind = self.key_of, _EXTRAS.get
+        key_of, extra_of_kind = self.key_of, EXTRAS.get
         lo = hi = 0  # the bucket [lo, hi) of the run of keys[start:]
         start = 0
         for record, ts, offset in zip(records, stamps, offsets or _NO_OFFSETS, strict=False):
@@ -249,8 +196,8 @@ class DayIndex:
                     found.append(offset)
             extra = extra_of_kind(kind)
             if extra is not None:
-                # _At(...) without its Python-level __new__ (every live record)
-                extra(self, record, _new(_At, (ts, lo, bot, symbol, detail, trace_id)))
+                # At(...) without its Python-level __new__ (every live record)
+                extra(self, record, _new(At, (ts, lo, bot, symbol, detail, trace_id)))
         _count_run(self.counts, lo, keys, start)
         _count_elements(self.totals, keys)
         self.records += len(keys)
@@ -287,85 +234,6 @@ class DayIndex:
         self.offset = starts[-1]
         self.lines = first + len(lines) - 1
         return keys, records, stamps, taken
-
-    def _fill(
-        self, record: Record, ts: float, bucket: int, bot: str, symbol: str, trace_id: str | None
-    ) -> None:
-        response = record.get("response") or {}
-        realized = _number(response.get("realized_pnl"))
-        fee = _number(response.get("commission"))
-        if realized:
-            _add(self.sums, bucket, (bot, symbol, PNL), realized)
-        if fee:
-            _add(self.sums, bucket, (bot, symbol, FEE), fee)
-        role = _text((record.get("additional_data") or {}).get("role"))
-        price = _number(response.get("avg_price"))
-        if not trace_id:
-            return
-        row = self.signals.get(trace_id) if self.signals is not None else None
-        if role == ENTRY_ROLE:
-            trade = self.open_trades.get(trace_id)
-            if trade is None:
-                side = _text(response.get("side"))
-                qty = _number(response.get("executed_qty"))
-                trade = [bot, symbol, side, qty, price, ts, 0.0, 0.0]
-                self.open_trades[trace_id] = trade
-            else:  # a later record of the same order: cumulative quantity and price
-                trade[T_QTY] = _number(response.get("executed_qty")) or trade[T_QTY]
-                trade[T_PRICE] = price or trade[T_PRICE]
-            trade[T_REALIZED] += realized
-            trade[T_FEES] += fee
-            if row is not None:
-                self._slipped(row, price)
-                row[R_FILL] = price
-            return
-        exit_kind = EXIT_KINDS.get(role)
-        if exit_kind is None:
-            return
-        trade = self.open_trades.pop(trace_id, None)
-        if trade is None:
-            if row is not None and row[R_EXIT_KIND] is not None:  # a further exit fill
-                row[R_PNL] = (row[R_PNL] or 0.0) + realized - fee
-                return
-            previous = self.cross_exits.get(trace_id)
-            if previous is not None:
-                realized += previous[5]
-                fee += previous[6]
-            self.cross_exits[trace_id] = (ts, bot, symbol, exit_kind, price, realized, fee)
-            return
-        net = trade[T_REALIZED] + realized - trade[T_FEES] - fee
-        self.close_trade(bucket, bot, symbol, exit_kind, net)
-        if row is not None:
-            row[R_EXIT], row[R_EXIT_KIND], row[R_PNL] = price, exit_kind, net
-
-    def _slipped(self, row: list[Any], fill: float) -> None:
-        """Sum the entry's slippage in its signal's bucket; a later record of the same
-        order (its cumulative price) replaces what the earlier one added."""
-        bps = slippage_bps(row[R_SIDE], row[R_ENTRY], fill)
-        if bps is None:
-            return
-        resolution = self.resolution
-        bucket = int(row[R_TS]) // resolution * resolution
-        previous = slippage_bps(row[R_SIDE], row[R_ENTRY], row[R_FILL])
-        if previous is None:
-            _add(self.sums, bucket, (row[R_BOT], row[R_SYMBOL], SLIPPED), 1.0)
-        else:
-            bps -= previous
-        _add(self.sums, bucket, (row[R_BOT], row[R_SYMBOL], SLIPPAGE_BPS), bps)
-
-    def close_trade(self, bucket: int, bot: str, symbol: str, exit_kind: str, net: float) -> None:
-        """Count a closed trade (its net PnL, win or loss, how it exited) in ``bucket``."""
-        sums = self.sums.get(bucket)
-        if sums is None:
-            sums = self.sums[bucket] = {}
-        for measure, n in (
-            (TRADES, 1.0),
-            (WINS if net > 0 else LOSSES, 1.0),
-            (NET, net),
-            (exit_kind, 1.0),
-        ):
-            key = (bot, symbol, measure)
-            sums[key] = sums.get(key, 0.0) + n
 
     def note_malformed(self, number: int, reason: str, line: bytes) -> None:
         """Count a malformed line (never fatal); the first few are kept with a preview."""
@@ -498,143 +366,6 @@ def _count_run(counts: dict[int, dict[Key, int]], bucket: int, keys: list[Key], 
         _count_elements(into, keys[start:] if start else keys)
 
 
-class _At(NamedTuple):
-    """Where a record counts: what ``DayIndex.add`` already worked out, for the extras."""
-
-    ts: float
-    bucket: int
-    bot: str
-    symbol: str
-    detail: str
-    trace_id: str | None
-
-
-def _signal_processing(index: DayIndex, record: Record, at: _At) -> None:
-    if not at.trace_id or index.signals is None:
-        return
-    data = record.get("additional_data") or {}
-    index.signals[at.trace_id] = [
-        at.ts,
-        at.bot,
-        at.symbol,
-        _text(data.get("signal_type")),
-        _text(data.get("strategy")),
-        at.trace_id,
-        "pending",
-        None,
-        _optional_number(data.get("entry_price")),
-        None,
-        None,
-        None,
-        None,
-        False,
-    ]
-
-
-def _settled(index: DayIndex, at: _At) -> list[Any] | None:
-    """The signal row a record of its trace settles, if the signal is in this index."""
-    signals = index.signals
-    return signals.get(at.trace_id) if at.trace_id and signals is not None else None
-
-
-def _rejected(index: DayIndex, record: Record, at: _At) -> None:
-    row = _settled(index, at)
-    if row is not None:
-        row[R_OUTCOME], row[R_REASON] = "rejected", at.detail
-
-
-def _traded(index: DayIndex, record: Record, at: _At) -> None:
-    row = _settled(index, at)
-    if row is not None:
-        row[R_OUTCOME] = "capped" if row[R_CAPPED] else "traded"
-
-
-def _failed(index: DayIndex, record: Record, at: _At) -> None:
-    row = _settled(index, at)
-    if row is not None:
-        data = record.get("additional_data") or {}
-        row[R_OUTCOME], row[R_REASON] = "failed", _text(data.get("error_type")) or None
-
-
-def _order_rejected(index: DayIndex, record: Record, at: _At) -> None:
-    error = record.get("error") or {}
-    text = f"{error.get('error_code')} {error.get('error_message', '')}".strip()
-    _add(index.errors, at.bucket, (at.bot, at.symbol, text), 1)
-
-
-def _order_filled(index: DayIndex, record: Record, at: _At) -> None:
-    index._fill(record, at.ts, at.bucket, at.bot, at.symbol, at.trace_id)
-
-
-def _capped(index: DayIndex, record: Record, at: _At) -> None:
-    data = record.get("additional_data") or {}
-    index.capped.append(
-        (
-            at.ts,
-            at.bot,
-            at.symbol,
-            _number(data.get("requested_quantity")),
-            _number(data.get("capped_quantity")),
-        )
-    )
-    if len(index.capped) > 2 * CAPPED_LIMIT:
-        del index.capped[:-CAPPED_LIMIT]
-    row = _settled(index, at)
-    if row is not None:
-        row[R_CAPPED] = True
-
-
-def _heartbeat(index: DayIndex, record: Record, at: _At) -> None:
-    if at.ts > index.last_heartbeat.get(at.bot, -1.0):
-        index.last_heartbeat[at.bot] = at.ts
-
-
-def _balance(index: DayIndex, record: Record, at: _At) -> None:
-    balance = _optional_number((record.get("response") or {}).get("wallet_balance"))
-    if balance is not None:
-        index.equity.setdefault(at.bot, {})[at.bucket] = (at.ts, balance)
-
-
-def _state_changed(index: DayIndex, record: Record, at: _At) -> None:
-    data = record.get("additional_data") or {}
-    index.states[at.bot] = (
-        at.ts,
-        _text(data.get("to")),
-        _text(data.get("from")),
-        _text(data.get("reason")),
-        _text(data.get("source")),
-    )
-
-
-def _protection(index: DayIndex, record: Record, at: _At) -> None:
-    data = record.get("additional_data") or {}
-    until = data.get("until")
-    # an end may lie far ahead: the record timestamp rule bounds years, so allow any here
-    until_ts = (
-        chain.timestamp_seconds(until, 9999) if isinstance(until, str) else _optional_number(until)
-    )
-    scope = _text(data.get("symbol")) or at.symbol or None
-    index.protections.append((at.ts, at.bot, _text(data.get("protection")), scope, until_ts, data))
-    if len(index.protections) > 2 * PROTECTION_LIMIT:
-        del index.protections[:-PROTECTION_LIMIT]
-
-
-_EXTRAS: dict[str, Callable[[DayIndex, Record, _At], None]] = {
-    "signal_processing": _signal_processing,
-    RISK_REJECTION: _rejected,
-    CAPPED: _capped,
-    "trade_executed": _traded,
-    "trade_execution_failed": _failed,
-    "order_rejected": _order_rejected,
-    "order_filled": _order_filled,
-    HEARTBEAT: _heartbeat,
-    "balance_query": _balance,
-    "trading_state_changed": _state_changed,
-    "protection_triggered": _protection,
-}
-"""What records of some event types add besides their count (the rest of the rule)."""
-
-
 def _buckets_out(index: DayIndex) -> dict[str, Any]:
     """Bucketed maps as lists: the keys once, then per bucket its key numbers and values
     (which load back with C-level loops: a day of minutes in a few milliseconds)."""
@@ -666,88 +397,6 @@ def _pairs_out(points: dict[int, tuple[float, float]]) -> list[tuple[int, float,
     return [(bucket, ts, value) for bucket, (ts, value) in sorted(points.items())]
 
 
-# ------------------------------------------------------------------ indexing a file
-
-
-def index_lines(
-    index: DayIndex,
-    check: ChainCheck,
-    name: str,
-    lines: list[bytes],
-    max_year: int,
-    accept: Callable[[str], bool] | None = None,
-) -> None:
-    """Add complete lines (without newlines) that follow what ``index`` holds: each is
-    parsed and validated, checked against the chain, and added (a malformed one is
-    counted). ``accept``, when given, picks the records added by their timestamp text (a
-    part of a day); the chain check covers every line."""
-    first = index.lines + 1
-    parsed, stamps, malformed = read_lines(lines, max_year)
-    index.add_run(first, lines, parsed, stamps, malformed, accept)
-    check.check(name, first, lines)
-
-
-def index_file(
-    path: Path,
-    trail: str,
-    hmac_key: bytes | None,
-    *,
-    resume: DayIndex | None = None,
-    end: int | None = None,
-    accept: Callable[[str], bool] | None = None,
-) -> DayIndex:
-    """The index of the complete lines of ``path`` (up to byte ``end``), continuing
-    ``resume`` (the index of a prefix of this file) when given; ``accept``: see
-    ``index_lines``."""
-    day = chain.day_of_file(path)
-    assert day is not None
-    index = resume if resume is not None else DayIndex(trail, day)
-    check = ChainCheck(hmac_key, index.chain)
-    max_year = time.gmtime().tm_year + 1
-    with open_trail_file(path) as fh:
-        if index.offset:
-            fh.seek(index.offset)
-        partial = b""
-        while end is None or index.offset + len(partial) < end:
-            want = 8 << 20 if end is None else min(8 << 20, end - index.offset - len(partial))
-            chunk = fh.read(want)
-            if not chunk:
-                break
-            data = partial + chunk
-            cut = data.rfind(b"\n") + 1
-            partial = data[cut:]
-            if cut:
-                lines = data[: cut - 1].split(b"\n")
-                with gc_paused():
-                    index_lines(index, check, path.name, lines, max_year, accept)
-    return index
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch of lines is indexed: a batch
-    allocates many containers (each record's dicts), and collecting every few hundred of
-    them would walk the growing index over and over; what a batch leaves is collected
-    after it (records are freed by reference counting; they hold no cycles)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
 def day_start(day: str) -> int:
     """Epoch second of 00:00 UTC of ``YYYYMMDD``."""
     return calendar.timegm(time.strptime(day, "%Y%m%d"))
-
-
-def iter_lines_at(path: Path, offsets: Iterable[int]) -> Iterator[bytes]:
-    """The lines of ``path`` starting at the given byte offsets (trace lookups)."""
-    with open_trail_file(path) as fh:
-        for offset in offsets:
-            fh.seek(offset)
-            line = fh.readline()
-            if line.endswith(b"\n"):
-                yield line[:-1]

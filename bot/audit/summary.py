@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.audit import chain, pieces
-from bot.audit.dayindex import DAY, RISK_REJECTION, DayIndex, index_file
+from bot.audit.dayextras import RISK_REJECTION
+from bot.audit.dayfile import index_file
+from bot.audit.dayindex import DAY, DayIndex
 from bot.audit.indexcache import Fingerprint, IndexCache
 from bot.audit.trails import discover
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.audit.dayindex import HOUR, SLIPPAGE_BPS, SLIPPED, DayIndex
+from bot.audit.dayextras import SLIPPAGE_BPS, SLIPPED
+from bot.audit.dayindex import HOUR, DayIndex
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
