@@ -65,11 +65,11 @@ def measure_parsers(directory: Path) -> None:
     timed("split only", lambda: data.split(b"\n"))
     timed("orjson.loads per line", lambda: [loads(x) for x in lines])
 
-    from bot.audit.dayindex import index_file
+    from bot.audit.dayfile import index_file
     from bot.audit.reader import parse_line
 
     timed("reader.parse_line per line (validated)", lambda: [parse_line(x) for x in lines])
-    timed("dayindex.index_file (+ rule, chain check)", lambda: index_file(path, "bot", None))
+    timed("dayfile.index_file (+ rule, chain check)", lambda: index_file(path, "bot", None))
 
     import pandas as pd
 
