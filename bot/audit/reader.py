@@ -93,10 +93,12 @@ def _invalid_reason(value: Any, max_year: int | None) -> str | None:
     return None
 
 
-def read_line(line: bytes, max_year: int | None = None) -> tuple[Record, float] | str:
+def read_line(
+    line: bytes, max_year: int | None = None, max_line: int = MAX_LINE_BYTES
+) -> tuple[Record, float] | str:
     """A validated record with its timestamp in epoch seconds, or the reason the line
     is malformed."""
-    if len(line) > MAX_LINE_BYTES:
+    if len(line) > max_line:
         return "line_too_long"
     try:
         value = orjson.loads(line)
@@ -133,27 +135,16 @@ def read_lines(
                 return values, cast(list[float], checked), 0  # no reason among them
     parsed: list[Record | str] = []
     stamps: list[float] = []
-    add, stamp = parsed.append, stamps.append
-    loads, seconds_of = orjson.loads, record_seconds
     malformed = 0
     for line in lines:
-        if len(line) > max_line:
-            reason = "line_too_long"
+        result = read_line(line, max_year, max_line) if line else "empty_line"
+        if isinstance(result, str):
+            parsed.append(result)
+            stamps.append(0.0)
+            malformed += 1
         else:
-            try:
-                value = loads(line)
-            except orjson.JSONDecodeError:
-                reason = _undecodable(line) if line else "empty_line"
-            else:
-                seconds = seconds_of(value, max_year)
-                if not isinstance(seconds, str):
-                    add(value)
-                    stamp(seconds)
-                    continue
-                reason = seconds
-        add(reason)
-        stamp(0.0)
-        malformed += 1
+            parsed.append(result[0])
+            stamps.append(result[1])
     return parsed, stamps, malformed
 
 
