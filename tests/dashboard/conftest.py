@@ -9,10 +9,14 @@ and a deadline-based wait (never a bare sleep).
   FakeClock), closed at teardown.
 * ``make_trail`` fixture: ``make_trail(directory, flows=..., start=T0)`` writes a mixed
   trail (flows of every kind over two symbols, heartbeats) and closes the logger.
+* ``stores`` fixture: ``stores(directory, **options)`` -> a TrailStore on the test's own
+  index cache, stopped at teardown; ``truth(directory, ...)``: the trail's event counts
+  read record by record, what a store's counts must equal.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from typing import Any
 import pytest
 
 from bot.audit import AuditLogger
+from bot.audit.reader import iter_records
+from dashboard.store import TrailStore, epoch_seconds
 
 T0 = 1_795_000_000.0  # 2026-11-18T09:46:40Z: a fixed, recent moment
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -199,3 +205,31 @@ def make_trail(
         return clock
 
     return make
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Callable[..., TrailStore]]:
+    """TrailStore factory on one cache directory; every store is stopped at teardown."""
+    made: list[TrailStore] = []
+
+    def make(directory: Path, **options: object) -> TrailStore:
+        options.setdefault("cache_dir", tmp_path / "cache")
+        store = TrailStore(directory, poll_interval=0.2, **options)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.stop()
+
+
+def truth(
+    directory: Path, start: float = 0, end: float = 4e9, symbol: str | None = None
+) -> Counter[str]:
+    """The trail's event counts in [start, end), read record by record."""
+    return Counter(
+        r["event_type"]
+        for r in iter_records(directory)
+        if start <= epoch_seconds(r["timestamp"]) < end
+        and (symbol is None or r.get("symbol") == symbol)
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,22 +24,6 @@ from tests.waiting import wait_until
 
 DAY = 86_400
 Writer = Callable[..., tuple[AuditLogger, FakeClock]]
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[Callable[..., TrailStore]]:
-    """TrailStore factory on one cache directory; every store is stopped at teardown."""
-    made: list[TrailStore] = []
-
-    def make(directory: Path, **options: object) -> TrailStore:
-        options.setdefault("cache_dir", tmp_path / "cache")
-        store = TrailStore(directory, poll_interval=0.2, **options)  # type: ignore[arg-type]
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.stop()
 
 
 def truth(directory: Path, bot: str | None = None) -> Counter[str]:
